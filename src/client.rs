@@ -1,0 +1,1 @@
+//! A blocking FastCGI client (placeholder module, filled by the client work).

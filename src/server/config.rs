@@ -1,0 +1,124 @@
+//! Process-wide settings, read once from the environment (like libfcgi's
+//! `FCGX_Init`): the web-server allowlist, the bound on request parameters,
+//! and the close timeout.
+
+use crate::protocol::Capabilities;
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+/// Default bound on the total size of one request's `FCGI_PARAMS` stream.
+pub const DEFAULT_MAX_PARAMS_SIZE: usize = 1 << 20;
+/// Default time a closed connection is drained for (ms), as libfcgi.
+pub const DEFAULT_CLOSE_TIMEOUT_MS: i32 = 2000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Peers allowed to connect over TCP (`FCGI_WEB_SERVER_ADDRS`); empty = all.
+    pub web_server_addrs: Vec<IpAddr>,
+    /// Bound on a request's PARAMS bytes (`LIBFCGI_MAX_PARAMS_SIZE`).
+    pub max_params_size: usize,
+    /// How long a closed connection with unread input is drained
+    /// (`LIBFCGI_OS_CLOSE_POLL_TIMEOUT`, ms), in a background thread.
+    pub close_timeout_ms: i32,
+    /// Answers to FCGI_GET_VALUES.
+    pub capabilities: Capabilities,
+    /// Where library diagnostics go (`LIBFCGI_LOG`).
+    pub log: LogTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Off,
+    Stderr,
+    File(std::path::PathBuf),
+}
+
+/// Parses `FCGI_WEB_SERVER_ADDRS`: addresses separated by commas (spaces
+/// around an entry are ignored); entries that are not addresses are skipped.
+pub fn parse_addr_list(text: &str) -> Vec<IpAddr> {
+    text.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+impl Config {
+    pub fn from_env() -> Config {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let log = match var("LIBFCGI_LOG").as_deref() {
+            None | Some("stderr") => LogTarget::Stderr,
+            Some("off") | Some("0") => LogTarget::Off,
+            Some(path) => LogTarget::File(path.into()),
+        };
+        Config {
+            web_server_addrs: var("FCGI_WEB_SERVER_ADDRS").map(|v| parse_addr_list(&v)).unwrap_or_default(),
+            max_params_size: var("LIBFCGI_MAX_PARAMS_SIZE")
+                .and_then(|v| v.parse().ok())
+                .filter(|&n: &usize| n > 0)
+                .unwrap_or(DEFAULT_MAX_PARAMS_SIZE),
+            close_timeout_ms: var("LIBFCGI_OS_CLOSE_POLL_TIMEOUT")
+                .and_then(|v| v.parse().ok())
+                .filter(|&n: &i32| n >= 0)
+                .unwrap_or(DEFAULT_CLOSE_TIMEOUT_MS),
+            capabilities: Capabilities::default(),
+            log,
+        }
+    }
+
+    /// Whether a TCP peer may talk to us. IPv4-mapped IPv6 peers are
+    /// compared as IPv4.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        if self.web_server_addrs.is_empty() {
+            return true;
+        }
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
+            v4 => v4,
+        };
+        self.web_server_addrs.contains(&peer)
+    }
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// The process configuration, read from the environment on first use.
+pub fn config() -> &'static Config {
+    CONFIG.get_or_init(Config::from_env)
+}
+
+/// Writes one diagnostic line where `LIBFCGI_LOG` says (standard error by
+/// default, but only when it is not a socket: a web server may have closed
+/// fd 2 and a connection may now sit there).
+pub fn log(msg: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let line = format!("libfcgi[{}]: {}\n", std::process::id(), msg);
+    match &config().log {
+        LogTarget::Off => {}
+        LogTarget::Stderr => {
+            let fd = crate::sys::borrow_fd(2);
+            if crate::sys::socket_family(fd).is_err() {
+                let _ = crate::sys::write_all(fd, line.as_bytes());
+            }
+        }
+        LogTarget::File(p) => {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_list_parsing() {
+        let l = parse_addr_list("127.0.0.1, 10.0.0.2,bogus,::1 ");
+        assert_eq!(l.len(), 3);
+        let mut c = Config::from_env();
+        c.web_server_addrs = l;
+        assert!(c.allows("127.0.0.1".parse().unwrap()));
+        assert!(c.allows("::ffff:10.0.0.2".parse().unwrap()));
+        assert!(!c.allows("10.0.0.3".parse().unwrap()));
+        c.web_server_addrs.clear();
+        assert!(c.allows("10.0.0.3".parse().unwrap()));
+    }
+}

@@ -1,0 +1,171 @@
+//! Listening sockets: the `FCGX_OpenSocket` address syntax, accepting with
+//! the web-server allowlist, and the process-wide shutdown flag.
+
+use super::config::{self, Config};
+use crate::sys::{self, Peer};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where `FCGX_OpenSocket` listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddr {
+    /// `":port"`, `"*:port"`, `"host:port"`, `"[v6]:port"`.
+    Tcp { host: Option<String>, port: u16 },
+    /// Anything else: a Unix socket path.
+    Unix(PathBuf),
+}
+
+impl BindAddr {
+    /// Parses libfcgi's address syntax: text with a colon followed by a
+    /// non-zero port number is TCP (an empty host or `*` means every
+    /// interface, as in libfcgi); `[addr]:port` is IPv6; anything else,
+    /// and every path starting with `/` or `.`, is a Unix socket path.
+    pub fn parse(text: &str) -> BindAddr {
+        if text.starts_with('/') || text.starts_with('.') {
+            return BindAddr::Unix(text.into());
+        }
+        if let Some(rest) = text.strip_prefix('[') {
+            if let Some((host, port)) = rest.split_once("]:") {
+                if let Ok(port @ 1..) = port.parse::<u16>() {
+                    return BindAddr::Tcp { host: Some(host.to_string()), port };
+                }
+            }
+            return BindAddr::Unix(text.into());
+        }
+        if let Some((host, port)) = text.rsplit_once(':') {
+            if !host.contains(':') {
+                if let Ok(port @ 1..) = port.parse::<u16>() {
+                    let host = (!host.is_empty() && host != "*").then(|| host.to_string());
+                    return BindAddr::Tcp { host, port };
+                }
+            }
+        }
+        BindAddr::Unix(text.into())
+    }
+
+    /// Resolves the TCP host (the first address it resolves to).
+    fn socket_addr(host: &Option<String>, port: u16) -> io::Result<SocketAddr> {
+        match host {
+            None => Ok(SocketAddr::from(([0, 0, 0, 0], port))),
+            Some(h) => (h.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|_| io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))?
+                .next()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)),
+        }
+    }
+
+    /// Creates the listening socket. Errors are returned, never turned into
+    /// an exit of the process.
+    pub fn listen(&self, backlog: i32) -> io::Result<OwnedFd> {
+        match self {
+            BindAddr::Tcp { host, port } => sys::tcp_listener(Self::socket_addr(host, *port)?, backlog),
+            BindAddr::Unix(path) => sys::unix_listener(path, backlog),
+        }
+    }
+}
+
+static SHUTDOWN_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Asks accept loops to stop (`FCGX_ShutdownPending`); async-signal-safe.
+pub fn request_shutdown() {
+    SHUTDOWN_PENDING.store(true, Ordering::SeqCst);
+}
+
+pub fn shutdown_pending() -> bool {
+    SHUTDOWN_PENDING.load(Ordering::SeqCst)
+}
+
+/// errno values after which `accept()` is simply tried again.
+fn is_transient(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EPROTO | libc::ECONNRESET | libc::ETIMEDOUT | libc::EHOSTUNREACH | libc::ENETUNREACH)
+    )
+}
+
+/// An accepted connection.
+pub struct Accepted {
+    pub fd: OwnedFd,
+    pub peer: Peer,
+}
+
+/// Accepts the next connection the allowlist lets through. EINTR ends the
+/// wait when `fail_on_intr` is set or a shutdown was requested; otherwise
+/// it is retried. Returns EINTR at once if a shutdown is pending.
+pub fn accept_connection(listen: BorrowedFd<'_>, fail_on_intr: bool, cfg: &Config) -> io::Result<Accepted> {
+    loop {
+        if shutdown_pending() {
+            return Err(io::Error::from_raw_os_error(libc::EINTR));
+        }
+        match sys::accept(listen) {
+            Ok((fd, peer)) => {
+                if let Peer::Ip(ip) = peer {
+                    if !cfg.allows(ip) {
+                        config::log(format_args!("connection from {ip} refused: not in FCGI_WEB_SERVER_ADDRS"));
+                        continue;
+                    }
+                }
+                return Ok(Accepted { fd, peer });
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                if fail_on_intr || shutdown_pending() {
+                    return Err(e);
+                }
+            }
+            Err(e) if is_transient(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(host: Option<&str>, port: u16) -> BindAddr {
+        BindAddr::Tcp { host: host.map(str::to_string), port }
+    }
+
+    #[test]
+    fn address_syntax() {
+        assert_eq!(BindAddr::parse(":9000"), tcp(None, 9000));
+        assert_eq!(BindAddr::parse("*:9000"), tcp(None, 9000));
+        assert_eq!(BindAddr::parse("127.0.0.1:80"), tcp(Some("127.0.0.1"), 80));
+        assert_eq!(BindAddr::parse("localhost:8080"), tcp(Some("localhost"), 8080));
+        assert_eq!(BindAddr::parse("[::1]:9000"), tcp(Some("::1"), 9000));
+        assert_eq!(BindAddr::parse("host:0"), BindAddr::Unix("host:0".into()));
+        assert_eq!(BindAddr::parse("/tmp/x:9000"), BindAddr::Unix("/tmp/x:9000".into()));
+        assert_eq!(BindAddr::parse("sock"), BindAddr::Unix("sock".into()));
+        assert_eq!(BindAddr::parse("::1:9000"), BindAddr::Unix("::1:9000".into()));
+        assert_eq!(BindAddr::parse("a:70000"), BindAddr::Unix("a:70000".into()));
+    }
+
+    #[test]
+    fn bad_host_is_an_error_not_an_exit() {
+        let e = BindAddr::parse("no-such-host.invalid:9000").listen(5).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL));
+    }
+
+    #[test]
+    fn unix_listener_keeps_foreign_files() {
+        let dir = std::env::temp_dir().join(format!("fcgi-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("regular");
+        std::fs::write(&file, b"keep me").unwrap();
+        let e = BindAddr::Unix(file.clone()).listen(5).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+        let sock = dir.join("sock");
+        let live = BindAddr::Unix(sock.clone()).listen(5).unwrap();
+        assert_eq!(BindAddr::Unix(sock.clone()).listen(5).unwrap_err().raw_os_error(), Some(libc::EADDRINUSE));
+        drop(live); // now stale: the file stays but nobody listens
+        let again = BindAddr::Unix(sock.clone()).listen(5);
+        assert!(again.is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,674 @@
+//! The request engine: one worker's connection and the request on it.
+//!
+//! A [`Session`] is what an `FCGX_Request` is in C: it accepts a connection
+//! (or keeps the previous one alive), reads `FCGI_BEGIN_REQUEST` and the
+//! parameters, serves the request's streams, and at `finish` sends what is
+//! left of STDERR and STDOUT with `FCGI_END_REQUEST` in one write.
+//!
+//! Everything the peer sends is checked here: records of other request
+//! ids never touch this request, management records are answered on the
+//! way, and any fault ends the connection (never the process).
+
+use super::config::{self, Config, config};
+use super::error::StreamError;
+use super::linger;
+use super::listen;
+use super::output::OutputStream;
+use super::reader::{InputBuffer, ReadError, Wait};
+use crate::protocol::record::{push_record, unknown_type_record};
+use crate::protocol::{self, BeginRequest, EndRequest, Header, PairError, kind, role, status};
+use crate::sys::{self, Peer};
+use std::io::{self, IoSlice};
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use thiserror::Error;
+
+/// Bytes buffered for STDOUT before a record is sent (the largest aligned
+/// record, so a response up to 64 KiB leaves in one write at `finish`).
+pub const STDOUT_BUFFER: usize = super::output::RECORD_CHUNK;
+/// Bytes buffered for STDERR.
+pub const STDERR_BUFFER: usize = 8184;
+
+/// Which output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Stderr,
+}
+
+/// Why a connection was given up before a request could be delivered.
+#[derive(Debug, Error)]
+enum HeadError {
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    #[error("write failed: {0}")]
+    Write(io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("bad FCGI_PARAMS: {0}")]
+    Params(#[from] PairError),
+    #[error("FCGI_PARAMS larger than {0} bytes (LIBFCGI_MAX_PARAMS_SIZE)")]
+    ParamsTooLarge(usize),
+}
+
+/// The input side of the current request.
+#[derive(Debug, Default)]
+pub struct InputState {
+    /// Record type being read: FCGI_STDIN, then FCGI_DATA for filters.
+    kind: u8,
+    /// Unread content of the current record, inside the input buffer.
+    pending: Range<usize>,
+    pushback: Option<u8>,
+    stdin_done: bool,
+    data_done: bool,
+    /// End of stream reached, stream closed, or an error met.
+    pub closed: bool,
+    /// The first error met (sticky until cleared).
+    pub error: Option<StreamError>,
+}
+
+impl InputState {
+    fn reset(&mut self) {
+        *self = InputState { kind: kind::STDIN, ..InputState::default() };
+    }
+
+    fn fail(&mut self, e: StreamError) {
+        self.error.get_or_insert(e);
+        self.closed = true;
+        self.pending = 0..0;
+        self.pushback = None;
+    }
+}
+
+struct Connection {
+    fd: OwnedFd,
+    /// Set by `FCGX_Detach`: close without the graceful drain.
+    detached: bool,
+    /// The peer closed its side.
+    peer_eof: bool,
+}
+
+/// One worker's connection and request (the engine behind `FCGX_Request`).
+pub struct Session {
+    conn: Option<Connection>,
+    input_buf: InputBuffer,
+    active: bool,
+    end_sent: bool,
+    id: u16,
+    role: u16,
+    keep_conn: bool,
+    app_status: i32,
+    pub input: InputState,
+    pub stdout: OutputStream,
+    pub stderr: OutputStream,
+    params: Vec<u8>,
+    env: Vec<u8>,
+    env_offsets: Vec<usize>,
+    scratch: Vec<u8>,
+    nodelay_listener: Option<RawFd>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn read_error_to_stream(e: &ReadError) -> StreamError {
+    match e {
+        ReadError::Io(e) => StreamError::from_io(e),
+        ReadError::BadVersion(_) => StreamError::UnsupportedVersion,
+        ReadError::Closed | ReadError::Truncated | ReadError::WouldBlock => StreamError::Protocol,
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            conn: None,
+            input_buf: InputBuffer::new(),
+            active: false,
+            end_sent: false,
+            id: 0,
+            role: 0,
+            keep_conn: false,
+            app_status: 0,
+            input: InputState { kind: kind::STDIN, closed: true, ..InputState::default() },
+            stdout: OutputStream::new(kind::STDOUT, STDOUT_BUFFER),
+            stderr: OutputStream::new(kind::STDERR, STDERR_BUFFER),
+            params: Vec::new(),
+            env: Vec::new(),
+            env_offsets: Vec::new(),
+            scratch: Vec::new(),
+            nodelay_listener: None,
+        }
+    }
+
+    /// Whether a request is being served (between `accept` and `finish`).
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    pub fn request_id(&self) -> u16 {
+        self.id
+    }
+
+    pub fn role(&self) -> u16 {
+        self.role
+    }
+
+    /// The FCGI_KEEP_CONN flag of the current (or last) request.
+    pub fn keep_conn(&self) -> bool {
+        self.keep_conn
+    }
+
+    /// The connection's descriptor, if one is open.
+    pub fn connection_fd(&self) -> Option<RawFd> {
+        self.conn.as_ref().map(|c| c.fd.as_raw_fd())
+    }
+
+    /// Marks the connection to be closed without the graceful drain (`FCGX_Detach`).
+    pub fn set_detached(&mut self, detached: bool) {
+        if let Some(c) = self.conn.as_mut() {
+            c.detached = detached;
+        }
+    }
+
+    /// The exit status that `finish` will send in FCGI_END_REQUEST.
+    pub fn set_exit_status(&mut self, status: i32) {
+        self.app_status = status;
+    }
+
+    pub fn exit_status(&self) -> i32 {
+        self.app_status
+    }
+
+    /// The request's parameters as sent, in arrival order.
+    pub fn params(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        protocol::pairs(&self.params).map_while(Result::ok)
+    }
+
+    /// The value of the first parameter called `name`.
+    pub fn param(&self, name: &[u8]) -> Option<&[u8]> {
+        self.params().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The environment block: `FCGI_ROLE=...` then `NAME=value` for each
+    /// parameter, each NUL-terminated, and where each entry starts.
+    pub fn env_block(&mut self) -> (&mut [u8], &[usize]) {
+        (&mut self.env, &self.env_offsets)
+    }
+
+    // ---- accepting -------------------------------------------------------
+
+    /// Finishes the current request, then waits for the next one: on the
+    /// kept-alive connection if there is one, else on a new connection from
+    /// `listen`. Connections that fail before a request is complete are
+    /// logged and dropped; the wait goes on. Errors come only from accept.
+    pub fn accept(&mut self, listen: BorrowedFd<'_>, fail_on_intr: bool) -> io::Result<()> {
+        self.finish();
+        let cfg = config();
+        loop {
+            if self.conn.is_none() {
+                let a = listen::accept_connection(listen, fail_on_intr, cfg)?;
+                if let Peer::Ip(_) = a.peer {
+                    if self.nodelay_listener != Some(listen.as_raw_fd()) {
+                        // Accepted sockets inherit it from now on.
+                        let _ = sys::set_nodelay(listen);
+                        self.nodelay_listener = Some(listen.as_raw_fd());
+                        let _ = sys::set_nodelay(a.fd.as_fd());
+                    }
+                }
+                self.input_buf.clear();
+                self.conn = Some(Connection { fd: a.fd, detached: false, peer_eof: false });
+            }
+            match self.read_request_head(cfg) {
+                Ok(true) => return Ok(()),
+                Ok(false) => self.close_connection(),
+                Err(e) => {
+                    config::log(format_args!("connection dropped: {e}"));
+                    self.close_connection();
+                }
+            }
+        }
+    }
+
+    fn conn_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.conn.as_ref().map(|c| c.fd.as_fd())
+    }
+
+    fn next_record(&mut self, wait: Wait) -> Result<(Header, Range<usize>), ReadError> {
+        let Some(conn) = self.conn.as_mut() else { return Err(ReadError::Closed) };
+        let r = self.input_buf.next_record(conn.fd.as_fd(), wait);
+        if matches!(r, Err(ReadError::Closed | ReadError::Truncated)) {
+            conn.peer_eof = true;
+        }
+        r
+    }
+
+    fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        match self.conn_fd() {
+            Some(fd) => sys::write_all(fd, bytes),
+            None => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+
+    /// Answers a management record (request id 0).
+    fn answer_management(&mut self, h: Header, content: Range<usize>) -> io::Result<()> {
+        if h.kind == kind::GET_VALUES {
+            let mut reply = std::mem::take(&mut self.scratch);
+            protocol::get_values_reply(self.input_buf.get(content), &config().capabilities, &mut reply);
+            let mut rec = Vec::with_capacity(reply.len() + 8);
+            push_record(&mut rec, kind::GET_VALUES_RESULT, 0, &reply);
+            self.scratch = reply;
+            self.send(&rec)
+        } else {
+            self.send(&unknown_type_record(h.kind))
+        }
+    }
+
+    /// A record for a request id other than the active one: a new
+    /// BEGIN_REQUEST is refused with CANT_MPX_CONN, anything else ignored.
+    fn answer_other_id(&mut self, h: Header) -> io::Result<()> {
+        if h.kind == kind::BEGIN_REQUEST {
+            let end = EndRequest { app_status: 0, protocol_status: status::CANT_MPX_CONN };
+            self.send(&end.record(h.request_id))?;
+        }
+        Ok(())
+    }
+
+    /// Reads BEGIN_REQUEST and the parameters. `Ok(false)`: the connection
+    /// ended without a request (closed by the peer, or not to be kept).
+    fn read_request_head(&mut self, cfg: &Config) -> Result<bool, HeadError> {
+        'request: loop {
+            let (id, begin) = loop {
+                let (h, r) = match self.next_record(Wait::Block) {
+                    Err(ReadError::Closed) => return Ok(false),
+                    other => other?,
+                };
+                if h.is_management() {
+                    self.answer_management(h, r).map_err(HeadError::Write)?;
+                    continue;
+                }
+                if h.kind != kind::BEGIN_REQUEST {
+                    continue; // left over from a finished request: its id is inactive
+                }
+                let Some(begin) = BeginRequest::decode(self.input_buf.get(r)) else {
+                    return Err(HeadError::Protocol("FCGI_BEGIN_REQUEST body is not 8 bytes"));
+                };
+                if role::name(begin.role).is_none() {
+                    let end = EndRequest { app_status: 0, protocol_status: status::UNKNOWN_ROLE };
+                    self.send(&end.record(h.request_id)).map_err(HeadError::Write)?;
+                    config::log(format_args!("request with unknown role {} refused", begin.role));
+                    if begin.keep_conn() {
+                        continue;
+                    }
+                    return Ok(false);
+                }
+                break (h.request_id, begin);
+            };
+            self.id = id;
+            self.role = begin.role;
+            self.keep_conn = begin.keep_conn();
+            self.params.clear();
+            loop {
+                let (h, r) = self.next_record(Wait::Block)?;
+                if h.is_management() {
+                    self.answer_management(h, r).map_err(HeadError::Write)?;
+                    continue;
+                }
+                if h.request_id != self.id {
+                    self.answer_other_id(h).map_err(HeadError::Write)?;
+                    continue;
+                }
+                match h.kind {
+                    kind::PARAMS if r.is_empty() => break,
+                    kind::PARAMS => {
+                        if self.params.len() + r.len() > cfg.max_params_size {
+                            return Err(HeadError::ParamsTooLarge(cfg.max_params_size));
+                        }
+                        self.params.extend_from_slice(self.input_buf.get(r));
+                    }
+                    kind::ABORT_REQUEST => {
+                        let end = EndRequest { app_status: 0, protocol_status: status::REQUEST_COMPLETE };
+                        self.send(&end.record(self.id)).map_err(HeadError::Write)?;
+                        if self.keep_conn {
+                            continue 'request;
+                        }
+                        return Ok(false);
+                    }
+                    _ => return Err(HeadError::Protocol("record of the request before the end of FCGI_PARAMS")),
+                }
+            }
+            self.build_env()?;
+            self.input.reset();
+            self.stdout.reset();
+            self.stderr.reset();
+            self.app_status = 0;
+            self.end_sent = false;
+            self.active = true;
+            return Ok(true);
+        }
+    }
+
+    fn build_env(&mut self) -> Result<(), PairError> {
+        self.env.clear();
+        self.env_offsets.clear();
+        self.env_offsets.push(0);
+        self.env.extend_from_slice(b"FCGI_ROLE=");
+        self.env.extend_from_slice(role::name(self.role).unwrap_or("").as_bytes());
+        self.env.push(0);
+        for pair in protocol::pairs(&self.params) {
+            let (name, value) = pair?;
+            self.env_offsets.push(self.env.len());
+            self.env.extend_from_slice(name);
+            self.env.push(b'=');
+            self.env.extend_from_slice(value);
+            self.env.push(0);
+        }
+        Ok(())
+    }
+
+    // ---- input -----------------------------------------------------------
+
+    fn note_end_of_input(&mut self, h: &Header) {
+        if h.request_id == self.id && h.content_length == 0 {
+            match h.kind {
+                kind::STDIN => self.input.stdin_done = true,
+                kind::DATA => self.input.data_done = true,
+                _ => {}
+            }
+        }
+    }
+
+    /// The peer has sent every stream of the request.
+    fn input_complete(&self) -> bool {
+        self.input.stdin_done && (self.role != role::FILTER || self.input.data_done)
+    }
+
+    /// Gets the next record of the stream being read. `Ok(false)` at its end.
+    fn next_input_record(&mut self) -> Result<bool, StreamError> {
+        loop {
+            let (h, r) = self.next_record(Wait::Block).map_err(|e| read_error_to_stream(&e))?;
+            if h.is_management() {
+                self.answer_management(h, r).map_err(|e| StreamError::from_io(&e))?;
+                continue;
+            }
+            if h.request_id != self.id {
+                self.answer_other_id(h).map_err(|e| StreamError::from_io(&e))?;
+                continue;
+            }
+            self.note_end_of_input(&h);
+            match h.kind {
+                k if k == self.input.kind => {
+                    if r.is_empty() {
+                        return Ok(false);
+                    }
+                    self.input.pending = r;
+                    return Ok(true);
+                }
+                kind::ABORT_REQUEST => return Err(StreamError::Protocol),
+                kind::STDIN | kind::DATA => {
+                    if h.kind == kind::DATA && !self.input.stdin_done {
+                        return Err(StreamError::Protocol); // DATA before the end of STDIN
+                    }
+                    // STDIN left unread before a switch to DATA is skipped.
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads at least one byte (blocking until a record arrives) and at most
+    /// `buf.len()`. 0 at end of stream or on error (see `input.error`).
+    pub fn read_some(&mut self, buf: &mut [u8]) -> usize {
+        if buf.is_empty() || !self.active {
+            return 0;
+        }
+        if let Some(b) = self.input.pushback.take() {
+            buf[0] = b;
+            return 1;
+        }
+        if self.input.closed {
+            return 0;
+        }
+        if self.input.pending.is_empty() {
+            match self.next_input_record() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.input.closed = true;
+                    return 0;
+                }
+                Err(e) => {
+                    self.input.fail(e);
+                    return 0;
+                }
+            }
+        }
+        let p = self.input.pending.clone();
+        let n = p.len().min(buf.len());
+        buf[..n].copy_from_slice(self.input_buf.get(p.start..p.start + n));
+        self.input.pending.start += n;
+        n
+    }
+
+    /// Reads until `buf` is full or the stream ends (`FCGX_GetStr`).
+    pub fn read_full(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            let got = self.read_some(&mut buf[n..]);
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        n
+    }
+
+    /// Pushes one byte back (`FCGX_UnGetChar`): one byte deep, refused on a
+    /// closed stream.
+    pub fn unget(&mut self, byte: u8) -> bool {
+        if !self.active || self.input.closed || self.input.pushback.is_some() {
+            return false;
+        }
+        self.input.pushback = Some(byte);
+        true
+    }
+
+    /// Switches the input to FCGI_DATA (`FCGX_StartFilterData`): only for a
+    /// FILTER request whose FCGI_STDIN has been read to the end.
+    pub fn start_filter_data(&mut self) -> Result<(), StreamError> {
+        let at_stdin_end = self.input.kind == kind::STDIN
+            && self.input.closed
+            && self.input.error.is_none()
+            && self.input.stdin_done
+            && self.input.pushback.is_none();
+        if !self.active || self.role != role::FILTER || !at_stdin_end {
+            self.input.fail(StreamError::CallSeq);
+            return Err(StreamError::CallSeq);
+        }
+        self.input.kind = kind::DATA;
+        self.input.closed = false;
+        Ok(())
+    }
+
+    /// Closes the input stream (`FCGX_FClose` on `in`).
+    pub fn close_input(&mut self) {
+        self.input.closed = true;
+        self.input.pending = 0..0;
+        self.input.pushback = None;
+    }
+
+    // ---- output ----------------------------------------------------------
+
+    fn stream_mut(&mut self, which: Output) -> &mut OutputStream {
+        match which {
+            Output::Stdout => &mut self.stdout,
+            Output::Stderr => &mut self.stderr,
+        }
+    }
+
+    /// Writes to STDOUT or STDERR (buffered; large writes go out at once).
+    pub fn write(&mut self, which: Output, data: &[u8]) -> Result<(), StreamError> {
+        if !self.active {
+            return Err(StreamError::CallSeq);
+        }
+        let id = self.id;
+        let Some(conn) = self.conn.as_ref() else { return Err(StreamError::Os(libc::EBADF)) };
+        let stream = match which {
+            Output::Stdout => &mut self.stdout,
+            Output::Stderr => &mut self.stderr,
+        };
+        stream.write(conn.fd.as_fd(), id, data)
+    }
+
+    /// Sends what is buffered on a stream as a record now (`FCGX_FFlush`).
+    pub fn flush(&mut self, which: Output) -> Result<(), StreamError> {
+        if !self.active {
+            return Ok(());
+        }
+        let id = self.id;
+        let Some(conn) = self.conn.as_ref() else { return Err(StreamError::Os(libc::EBADF)) };
+        let stream = match which {
+            Output::Stdout => &mut self.stdout,
+            Output::Stderr => &mut self.stderr,
+        };
+        stream.flush(conn.fd.as_fd(), id)
+    }
+
+    /// Closes an output stream (`FCGX_FClose`): sends what is buffered and
+    /// the end-of-stream record; when it is the last open writer, also
+    /// FCGI_END_REQUEST.
+    pub fn close_output(&mut self, which: Output) -> Result<(), StreamError> {
+        if !self.active {
+            return self.stream_mut(which).error.map_or(Ok(()), Err);
+        }
+        self.close_writers(which == Output::Stderr, which == Output::Stdout);
+        self.stream_mut(which).error.map_or(Ok(()), Err)
+    }
+
+    /// Closes the named open writers with one gathered write: STDERR's rest,
+    /// STDOUT's rest, then FCGI_END_REQUEST if no writer is left open.
+    fn close_writers(&mut self, err: bool, out: bool) {
+        let close_err = err && !self.stderr.closed;
+        let close_out = out && !self.stdout.closed;
+        let last = (self.stderr.closed || close_err) && (self.stdout.closed || close_out) && !self.end_sent;
+        let id = self.id;
+        let end = EndRequest { app_status: self.app_status as u32, protocol_status: status::REQUEST_COMPLETE }.record(id);
+        let Some(conn) = self.conn.as_ref() else {
+            let e = io::Error::from_raw_os_error(libc::EBADF);
+            self.stderr.sent(close_err.then_some(&e));
+            self.stdout.sent(close_out.then_some(&e));
+            return;
+        };
+        let e: &[u8] = if close_err { self.stderr.frame_final(id, true) } else { &[] };
+        let o: &[u8] = if close_out { self.stdout.frame_final(id, true) } else { &[] };
+        let tail: &[u8] = if last { &end } else { &[] };
+        let result = sys::write_all_vectored(conn.fd.as_fd(), &[IoSlice::new(e), IoSlice::new(o), IoSlice::new(tail)]);
+        let err_ref = result.as_ref().err();
+        if close_err {
+            self.stderr.sent(err_ref);
+        }
+        if close_out {
+            self.stdout.sent(err_ref);
+        }
+        if last {
+            self.end_sent = true;
+        }
+    }
+
+    /// Ends the request (`FCGX_Finish_r`): closes STDERR and STDOUT, sends
+    /// FCGI_END_REQUEST with the exit status, and keeps the connection only
+    /// if the peer asked for it and nothing went wrong. The exit status is
+    /// reset for the next request.
+    pub fn finish(&mut self) {
+        if !self.active {
+            return;
+        }
+        self.close_writers(true, true);
+        self.active = false;
+        self.app_status = 0;
+        let healthy = self.stdout.error.is_none()
+            && self.stderr.error.is_none()
+            && !matches!(self.input.error, Some(e) if e != StreamError::CallSeq);
+        self.close_input();
+        if !(self.keep_conn && healthy) {
+            self.close_connection();
+        }
+    }
+
+    /// Drops the request without sending anything more (`FCGX_Free`), and
+    /// the connection too if `close`.
+    pub fn release(&mut self, close: bool) {
+        self.active = false;
+        self.close_input();
+        self.stdout.sent(None);
+        self.stderr.sent(None);
+        if close {
+            self.close_connection();
+        }
+    }
+
+    /// Whether the peer is done sending, reading whatever has arrived
+    /// without waiting for more.
+    fn peer_finished(&mut self) -> bool {
+        loop {
+            if self.input_complete() || self.conn.as_ref().is_none_or(|c| c.peer_eof) {
+                return true;
+            }
+            match self.next_record(Wait::NoWait) {
+                Ok((h, _)) => self.note_end_of_input(&h),
+                Err(ReadError::Closed) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Closes the connection. If the peer may still be sending, the close is
+    /// graceful (half-close, drain in the background) so that no reset can
+    /// destroy the response.
+    fn close_connection(&mut self) {
+        let done = self.peer_finished();
+        self.input_buf.clear();
+        let Some(conn) = self.conn.take() else { return };
+        if conn.detached || done {
+            drop(conn.fd);
+        } else {
+            linger::close_gracefully(conn.fd);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.finish();
+        self.close_connection();
+    }
+}
+
+/// `std::io::Read` over the request's input stream.
+pub struct Stdin<'a>(pub &'a mut Session);
+
+impl io::Read for Stdin<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read_some(buf);
+        match (n, self.0.input.error) {
+            (0, Some(e)) if !buf.is_empty() => Err(io::Error::other(e)),
+            _ => Ok(n),
+        }
+    }
+}
+
+/// `std::io::Write` over STDOUT or STDERR.
+pub struct Writer<'a>(pub &'a mut Session, pub Output);
+
+impl io::Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(self.1, buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush(self.1).map_err(io::Error::other)
+    }
+}

@@ -1,0 +1,373 @@
+//! The operating-system calls the engine needs, as safe functions.
+//!
+//! Together with `capi/`, this is the only place with `unsafe`: each block
+//! is one libc call on arguments this module checked or built itself.
+
+use std::ffi::CString;
+use std::io::{self, IoSlice};
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as usize) }
+}
+
+/// Sets the calling thread's `errno`.
+pub fn set_errno(code: i32) {
+    // SAFETY: __errno_location returns this thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() = code };
+}
+
+/// The calling thread's `errno`.
+pub fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Reads into `buf`, retrying on EINTR. `Ok(0)` is end of file.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is a valid writable region of buf.len() bytes.
+        let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        match cvt_size(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Reads without blocking: `Ok(None)` when nothing is available now.
+pub fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: buf is a valid writable region of buf.len() bytes.
+        let r = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        match cvt_size(r) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes every byte of `bufs` (gathered, as few system calls as the kernel
+/// allows). Uses `sendmsg(MSG_NOSIGNAL)` so a peer that went away gives
+/// EPIPE and never SIGPIPE; falls back to `writev` on a non-socket.
+pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<()> {
+    const MAX_IOV: usize = 1024;
+    let mut bufs: Vec<&[u8]> = bufs.iter().map(|b| &**b).filter(|b| !b.is_empty()).collect();
+    let mut first = 0;
+    let mut use_send = true;
+    while first < bufs.len() {
+        let batch = &bufs[first..bufs.len().min(first + MAX_IOV)];
+        let iov: Vec<libc::iovec> =
+            batch.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }).collect();
+        let r = if use_send {
+            // SAFETY: msg is zeroed (no name, no control data) and points at
+            // iov, which lives across the call and describes readable slices.
+            unsafe {
+                let mut msg: libc::msghdr = zeroed();
+                msg.msg_iov = iov.as_ptr() as *mut _;
+                msg.msg_iovlen = iov.len() as _;
+                libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+            }
+        } else {
+            // SAFETY: iov describes iov.len() readable slices that outlive the call.
+            unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) }
+        };
+        let mut n = match cvt_size(r) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if use_send && e.raw_os_error() == Some(libc::ENOTSOCK) => {
+                use_send = false;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && first < bufs.len() {
+            let len = bufs[first].len();
+            if n >= len {
+                n -= len;
+                first += 1;
+            } else {
+                bufs[first] = &bufs[first][n..];
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `buf`.
+pub fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    write_all_vectored(fd, &[IoSlice::new(buf)])
+}
+
+/// The peer address of an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Ip(IpAddr),
+    Local,
+    Other,
+}
+
+/// One `accept()` on a listening socket; EINTR is returned to the caller.
+pub fn accept(listen: BorrowedFd<'_>) -> io::Result<(OwnedFd, Peer)> {
+    // SAFETY: storage is a zeroed sockaddr_storage large enough for any
+    // family; len tells the kernel its size.
+    let (fd, storage) = unsafe {
+        let mut storage: libc::sockaddr_storage = zeroed();
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let fd = libc::accept(listen.as_raw_fd(), (&raw mut storage).cast(), &mut len);
+        (fd, storage)
+    };
+    let fd = cvt(fd)?;
+    // SAFETY: accept returned a new descriptor that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok((owned, peer_of(&storage)))
+}
+
+fn peer_of(storage: &libc::sockaddr_storage) -> Peer {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            Peer::Ip(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            Peer::Ip(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        libc::AF_UNIX => Peer::Local,
+        _ => Peer::Other,
+    }
+}
+
+/// The address family of a socket (`AF_INET`, `AF_UNIX`, ...).
+pub fn socket_family(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: storage is zeroed and len gives its size.
+    let (r, storage) = unsafe {
+        let mut storage: libc::sockaddr_storage = zeroed();
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let r = libc::getsockname(fd.as_raw_fd(), (&raw mut storage).cast(), &mut len);
+        (r, storage)
+    };
+    cvt(r)?;
+    Ok(i32::from(storage.ss_family))
+}
+
+/// True when `fd` is a socket with no peer (`getpeername` fails with
+/// ENOTCONN): the sign of a listening socket handed over by a web server.
+pub fn is_listening_socket(fd: RawFd) -> bool {
+    // SAFETY: storage is zeroed and len gives its size; an invalid fd only
+    // makes the call fail.
+    let r = unsafe {
+        let mut storage: libc::sockaddr_storage = zeroed();
+        let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        libc::getpeername(fd, (&raw mut storage).cast(), &mut len)
+    };
+    r < 0 && errno() == libc::ENOTCONN
+}
+
+fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: value is a live c_int and the length says so.
+    let r = unsafe {
+        libc::setsockopt(fd, level, name, (&raw const value).cast(), size_of::<libc::c_int>() as libc::socklen_t)
+    };
+    cvt(r).map(drop)
+}
+
+/// Turns Nagle's algorithm off (TCP sockets only; an error elsewhere).
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// `shutdown(fd, SHUT_WR)`: tells the peer no more bytes come.
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed descriptor.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) }).map(drop)
+}
+
+/// Waits up to `timeout_ms` for `fd` to become readable; true if it did.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let r = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
+    Ok(r > 0)
+}
+
+/// Waits for any of `fds` to become readable. Returns readiness per fd.
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: p is a valid array of p.len() pollfds.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    match cvt(r) {
+        Ok(_) => Ok(p.iter().map(|p| p.revents != 0).collect()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(vec![false; fds.len()]),
+        Err(e) => Err(e),
+    }
+}
+
+fn new_socket(family: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM, 0) })?;
+    // SAFETY: socket returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn listen(fd: &OwnedFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on an owned descriptor.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) }).map(drop)
+}
+
+/// A listening TCP socket on `addr` with SO_REUSEADDR (and TCP_NODELAY,
+/// which accepted connections inherit). Blocking, not close-on-exec, like
+/// libfcgi's.
+pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let fd = new_socket(family)?;
+    set_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    // Best effort: accepted sockets inherit it, saving a call per connection.
+    let _ = set_int_option(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    let r = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: zeroed sockaddr_in, then filled field by field.
+            let mut sin: libc::sockaddr_in = unsafe { zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            // SAFETY: sin is a complete sockaddr_in of the size given.
+            unsafe {
+                libc::bind(fd.as_raw_fd(), (&raw const sin).cast(), size_of::<libc::sockaddr_in>() as libc::socklen_t)
+            }
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: zeroed sockaddr_in6, then filled field by field.
+            let mut sin6: libc::sockaddr_in6 = unsafe { zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            // SAFETY: sin6 is a complete sockaddr_in6 of the size given.
+            unsafe {
+                libc::bind(fd.as_raw_fd(), (&raw const sin6).cast(), size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+            }
+        }
+    };
+    cvt(r)?;
+    listen(&fd, backlog)?;
+    Ok(fd)
+}
+
+fn unix_addr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: zeroed sockaddr_un, then filled below.
+    let mut sun: libc::sockaddr_un = unsafe { zeroed() };
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    if bytes.len() >= sun.sun_path.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    for (dst, src) in sun.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = (size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    Ok((sun, len))
+}
+
+/// Connects to a Unix socket (used to tell a live socket from a stale one,
+/// and by clients).
+pub fn unix_connect(path: &Path) -> io::Result<OwnedFd> {
+    let (sun, len) = unix_addr(path)?;
+    let fd = new_socket(libc::AF_UNIX)?;
+    // SAFETY: sun is a complete sockaddr_un of length len.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), (&raw const sun).cast(), len) })?;
+    Ok(fd)
+}
+
+/// A listening Unix socket at `path`. An existing file there is removed
+/// only if it is a socket nobody listens on (a stale one); anything else
+/// gives EADDRINUSE and is left alone.
+pub fn unix_listener(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
+    let (sun, len) = unix_addr(path)?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        let stale = meta.file_type().is_socket()
+            && matches!(unix_connect(path), Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED));
+        if !stale {
+            return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let fd = new_socket(libc::AF_UNIX)?;
+    // SAFETY: sun is a complete sockaddr_un of length len.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const sun).cast(), len) })?;
+    listen(&fd, backlog)?;
+    Ok(fd)
+}
+
+/// `fork()` is not wrapped; this tells a thread spawned by the library
+/// whether it belongs to the current process.
+pub fn getpid() -> i32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// Takes ownership of a raw descriptor handed over by C code.
+///
+/// The caller (the C boundary) promises `fd` is open and owned by nobody else.
+pub fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller transfers ownership of an open descriptor.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Borrows a raw descriptor for the duration of a call. An invalid number
+/// only makes the system calls on it fail with EBADF.
+pub fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: BorrowedFd only requires that the fd not be -1; every use is a
+    // syscall, which reports EBADF for a closed descriptor.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Turns a Rust string into a C path, failing on interior NUL.
+pub fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Installs the signal conventions of libfcgi (see `capi::init`): an empty
+/// SIGPIPE handler, and `on_shutdown` for SIGUSR1 and SIGTERM, each only
+/// where the program left the default or ignore disposition. No
+/// SA_RESTART, so a blocked `accept()` returns EINTR.
+pub fn install_signal_handlers(on_pipe: extern "C" fn(libc::c_int), on_shutdown: extern "C" fn(libc::c_int)) {
+    for (sig, handler) in [(libc::SIGPIPE, on_pipe), (libc::SIGUSR1, on_shutdown), (libc::SIGTERM, on_shutdown)] {
+        // SAFETY: sigaction with a null new action only reads the current one
+        // into `old`; the second call installs a handler that is an
+        // async-signal-safe extern "C" fn.
+        unsafe {
+            let mut old: libc::sigaction = zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+                continue;
+            }
+            let mut sa: libc::sigaction = zeroed();
+            sa.sa_sigaction = handler as usize;
+            sa.sa_flags = 0;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
