@@ -1,1 +1,39 @@
-fn main() {}
+//! Compiles the C shim (the variadic printf family, which stable Rust
+//! cannot define), and links the shared library as libfcgi.so.0 exporting
+//! exactly the symbols listed in fcgi.map.
+
+fn main() {
+    println!("cargo:rerun-if-changed=c/printf.c");
+    println!("cargo:rerun-if-changed=fcgi.map");
+    cc::Build::new()
+        .file("c/printf.c")
+        .warnings(true)
+        .extra_warnings(true)
+        .flag_if_supported("-Werror")
+        .link_lib_modifier("+whole-archive")
+        .compile("fcgi_shim");
+
+    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    if target_os == "linux" {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libfcgi.so.0");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/fcgi.map");
+        link_soname_alias();
+    }
+}
+
+/// Puts a `libfcgi.so.0 -> libfcgi.so` link next to the library being
+/// built, so `LD_LIBRARY_PATH=target/release` runs programs linked against
+/// libfcgi.so.0 on this build. (OUT_DIR is target/<profile>/build/<pkg>/out.)
+fn link_soname_alias() {
+    let Ok(out) = std::env::var("OUT_DIR") else {
+        return;
+    };
+    let Some(profile_dir) = std::path::Path::new(&out).ancestors().nth(3) else {
+        return;
+    };
+    let alias = profile_dir.join("libfcgi.so.0");
+    if std::fs::symlink_metadata(&alias).is_err() {
+        let _ = std::os::unix::fs::symlink("libfcgi.so", &alias);
+    }
+}

@@ -3,7 +3,6 @@
 //! Together with `capi/`, this is the only place with `unsafe`: each block
 //! is one libc call on arguments this module checked or built itself.
 
-use std::ffi::CString;
 use std::io::{self, IoSlice};
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -12,11 +11,19 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as usize) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
 }
 
 /// Sets the calling thread's `errno`.
@@ -46,7 +53,14 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 pub fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
         // SAFETY: buf is a valid writable region of buf.len() bytes.
-        let r = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        let r = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         match cvt_size(r) {
             Ok(n) => return Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -61,13 +75,22 @@ pub fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option
 /// EPIPE and never SIGPIPE; falls back to `writev` on a non-socket.
 pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<()> {
     const MAX_IOV: usize = 1024;
-    let mut bufs: Vec<&[u8]> = bufs.iter().map(|b| &**b).filter(|b| !b.is_empty()).collect();
+    let mut bufs: Vec<&[u8]> = bufs
+        .iter()
+        .map(|b| &**b)
+        .filter(|b| !b.is_empty())
+        .collect();
     let mut first = 0;
     let mut use_send = true;
     while first < bufs.len() {
         let batch = &bufs[first..bufs.len().min(first + MAX_IOV)];
-        let iov: Vec<libc::iovec> =
-            batch.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }).collect();
+        let iov: Vec<libc::iovec> = batch
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut _,
+                iov_len: b.len(),
+            })
+            .collect();
         let r = if use_send {
             // SAFETY: msg is zeroed (no name, no control data) and points at
             // iov, which lives across the call and describes readable slices.
@@ -140,12 +163,16 @@ fn peer_of(storage: &libc::sockaddr_storage) -> Peer {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
-            Peer::Ip(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+            let sin: &libc::sockaddr_in =
+                unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            Peer::Ip(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            let sin6: &libc::sockaddr_in6 =
+                unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
             Peer::Ip(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
         }
         libc::AF_UNIX => Peer::Local,
@@ -182,7 +209,13 @@ pub fn is_listening_socket(fd: RawFd) -> bool {
 fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: value is a live c_int and the length says so.
     let r = unsafe {
-        libc::setsockopt(fd, level, name, (&raw const value).cast(), size_of::<libc::c_int>() as libc::socklen_t)
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
     };
     cvt(r).map(drop)
 }
@@ -198,17 +231,16 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) }).map(drop)
 }
 
-/// Waits up to `timeout_ms` for `fd` to become readable; true if it did.
-pub fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd.
-    let r = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
-    Ok(r > 0)
-}
-
 /// Waits for any of `fds` to become readable. Returns readiness per fd.
 pub fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
-    let mut p: Vec<libc::pollfd> = fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     // SAFETY: p is a valid array of p.len() pollfds.
     let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
     match cvt(r) {
@@ -234,7 +266,11 @@ fn listen(fd: &OwnedFd, backlog: i32) -> io::Result<()> {
 /// which accepted connections inherit). Blocking, not close-on-exec, like
 /// libfcgi's.
 pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     let fd = new_socket(family)?;
     set_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     // Best effort: accepted sockets inherit it, saving a call per connection.
@@ -248,7 +284,11 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
             sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
             // SAFETY: sin is a complete sockaddr_in of the size given.
             unsafe {
-                libc::bind(fd.as_raw_fd(), (&raw const sin).cast(), size_of::<libc::sockaddr_in>() as libc::socklen_t)
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&raw const sin).cast(),
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
             }
         }
         SocketAddr::V6(a) => {
@@ -260,7 +300,11 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
             sin6.sin6_scope_id = a.scope_id();
             // SAFETY: sin6 is a complete sockaddr_in6 of the size given.
             unsafe {
-                libc::bind(fd.as_raw_fd(), (&raw const sin6).cast(), size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&raw const sin6).cast(),
+                    size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
             }
         }
     };
@@ -325,14 +369,6 @@ pub fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
-/// Takes ownership of a raw descriptor handed over by C code.
-///
-/// The caller (the C boundary) promises `fd` is open and owned by nobody else.
-pub fn own_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: the caller transfers ownership of an open descriptor.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 /// Borrows a raw descriptor for the duration of a call. An invalid number
 /// only makes the system calls on it fail with EBADF.
 pub fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
@@ -341,17 +377,19 @@ pub fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
-/// Turns a Rust string into a C path, failing on interior NUL.
-pub fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
 /// Installs the signal conventions of libfcgi (see `capi::init`): an empty
 /// SIGPIPE handler, and `on_shutdown` for SIGUSR1 and SIGTERM, each only
 /// where the program left the default or ignore disposition. No
 /// SA_RESTART, so a blocked `accept()` returns EINTR.
-pub fn install_signal_handlers(on_pipe: extern "C" fn(libc::c_int), on_shutdown: extern "C" fn(libc::c_int)) {
-    for (sig, handler) in [(libc::SIGPIPE, on_pipe), (libc::SIGUSR1, on_shutdown), (libc::SIGTERM, on_shutdown)] {
+pub fn install_signal_handlers(
+    on_pipe: extern "C" fn(libc::c_int),
+    on_shutdown: extern "C" fn(libc::c_int),
+) {
+    for (sig, handler) in [
+        (libc::SIGPIPE, on_pipe),
+        (libc::SIGUSR1, on_shutdown),
+        (libc::SIGTERM, on_shutdown),
+    ] {
         // SAFETY: sigaction with a null new action only reads the current one
         // into `old`; the second call installs a handler that is an
         // async-signal-safe extern "C" fn.

@@ -5,4 +5,6 @@ pub mod params;
 pub mod record;
 
 pub use params::{Capabilities, PairError, get_values_reply, pairs, push_pair};
-pub use record::{BeginRequest, EndRequest, HEADER_LEN, Header, MAX_CONTENT_LEN, kind, role, status};
+pub use record::{
+    BeginRequest, EndRequest, HEADER_LEN, Header, MAX_CONTENT_LEN, kind, role, status,
+};

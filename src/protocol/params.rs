@@ -12,7 +12,9 @@ use thiserror::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum PairError {
     /// A length field, a name or a value runs past the end of the block.
-    #[error("name-value pair runs past the end of the data ({needed} bytes declared, {available} present)")]
+    #[error(
+        "name-value pair runs past the end of the data ({needed} bytes declared, {available} present)"
+    )]
     Truncated { needed: u64, available: usize },
 }
 
@@ -22,7 +24,10 @@ pub fn decode_length(b: &[u8]) -> Result<(u32, usize), PairError> {
     match b {
         [first, ..] if first & 0x80 == 0 => Ok((u32::from(*first), 1)),
         [b3, b2, b1, b0, ..] => Ok((u32::from_be_bytes([b3 & 0x7f, *b2, *b1, *b0]), 4)),
-        _ => Err(PairError::Truncated { needed: if b.is_empty() { 1 } else { 4 }, available: b.len() }),
+        _ => Err(PairError::Truncated {
+            needed: if b.is_empty() { 1 } else { 4 },
+            available: b.len(),
+        }),
     }
 }
 
@@ -55,7 +60,10 @@ pub struct Pairs<'a> {
 
 /// Iterates over the name-value pairs in `block`.
 pub fn pairs(block: &[u8]) -> Pairs<'_> {
-    Pairs { rest: block, failed: false }
+    Pairs {
+        rest: block,
+        failed: false,
+    }
 }
 
 impl<'a> Pairs<'a> {
@@ -65,7 +73,10 @@ impl<'a> Pairs<'a> {
         let body = &self.rest[a + b..];
         let needed = u64::from(name_len) + u64::from(value_len);
         if needed > body.len() as u64 {
-            return Err(PairError::Truncated { needed, available: body.len() });
+            return Err(PairError::Truncated {
+                needed,
+                available: body.len(),
+            });
         }
         // Both lengths fit in the body, so they fit in usize.
         let (name, body) = body.split_at(name_len as usize);
@@ -104,7 +115,11 @@ pub struct Capabilities {
 impl Default for Capabilities {
     /// The values libfcgi 2.4 reports: one connection, one request, no multiplexing.
     fn default() -> Self {
-        Capabilities { max_conns: 1, max_reqs: 1, mpxs_conns: false }
+        Capabilities {
+            max_conns: 1,
+            max_reqs: 1,
+            mpxs_conns: false,
+        }
     }
 }
 
@@ -157,7 +172,10 @@ mod tests {
     #[test]
     fn four_byte_length_masks_high_bit() {
         assert_eq!(decode_length(&[0x80, 0, 1, 0]), Ok((256, 4)));
-        assert_eq!(decode_length(&[0xff, 0xff, 0xff, 0xff]), Ok((0x7fff_ffff, 4)));
+        assert_eq!(
+            decode_length(&[0xff, 0xff, 0xff, 0xff]),
+            Ok((0x7fff_ffff, 4))
+        );
         assert!(decode_length(&[0x80, 0]).is_err());
         assert!(decode_length(&[]).is_err());
     }
@@ -168,7 +186,13 @@ mod tests {
         // copied attacker bytes into malloc(0).
         let mut b = vec![0xff; 8];
         b.extend_from_slice(b"AAAAAAAAAAAAAAAA");
-        assert!(matches!(validate(&b), Err(PairError::Truncated { needed: 0xffff_fffe, .. })));
+        assert!(matches!(
+            validate(&b),
+            Err(PairError::Truncated {
+                needed: 0xffff_fffe,
+                ..
+            })
+        ));
         // 0x7ffffffe + 0: the sum that made Debian's patched build abort.
         let mut b = vec![0xff, 0xff, 0xff, 0xfe, 0x00];
         b.extend_from_slice(b"xyz");

@@ -75,7 +75,13 @@ pub struct Header {
 impl Header {
     /// A version-1 header with no padding.
     pub const fn new(kind: u8, request_id: u16, content_length: u16) -> Header {
-        Header { version: VERSION_1, kind, request_id, content_length, padding_length: 0 }
+        Header {
+            version: VERSION_1,
+            kind,
+            request_id,
+            content_length,
+            padding_length: 0,
+        }
     }
 
     /// Reads a header from its 8 wire bytes. Never fails: checking the
@@ -94,7 +100,16 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let id = self.request_id.to_be_bytes();
         let len = self.content_length.to_be_bytes();
-        [self.version, self.kind, id[0], id[1], len[0], len[1], self.padding_length, 0]
+        [
+            self.version,
+            self.kind,
+            id[0],
+            id[1],
+            len[0],
+            len[1],
+            self.padding_length,
+            0,
+        ]
     }
 
     pub fn is_supported(&self) -> bool {
@@ -123,9 +138,10 @@ impl BeginRequest {
     /// Decodes the 8-byte body; `None` if the content is not exactly 8 bytes.
     pub fn decode(content: &[u8]) -> Option<BeginRequest> {
         match content {
-            [r1, r0, flags, _, _, _, _, _] => {
-                Some(BeginRequest { role: u16::from_be_bytes([*r1, *r0]), flags: *flags })
-            }
+            [r1, r0, flags, _, _, _, _, _] => Some(BeginRequest {
+                role: u16::from_be_bytes([*r1, *r0]),
+                flags: *flags,
+            }),
             _ => None,
         }
     }
@@ -212,7 +228,13 @@ mod tests {
 
     #[test]
     fn header_round_trip() {
-        let h = Header { version: 1, kind: kind::STDIN, request_id: 0x1234, content_length: 0xfffe, padding_length: 7 };
+        let h = Header {
+            version: 1,
+            kind: kind::STDIN,
+            request_id: 0x1234,
+            content_length: 0xfffe,
+            padding_length: 7,
+        };
         let b = h.encode();
         assert_eq!(b, [1, 5, 0x12, 0x34, 0xff, 0xfe, 7, 0]);
         assert_eq!(Header::decode(&b), h);
@@ -221,7 +243,10 @@ mod tests {
 
     #[test]
     fn begin_request_needs_eight_bytes() {
-        assert_eq!(BeginRequest::decode(&[0, 1, 1, 0, 0, 0, 0, 0]), Some(BeginRequest { role: 1, flags: 1 }));
+        assert_eq!(
+            BeginRequest::decode(&[0, 1, 1, 0, 0, 0, 0, 0]),
+            Some(BeginRequest { role: 1, flags: 1 })
+        );
         assert!(BeginRequest::decode(&[0, 1, 1]).is_none());
         assert!(BeginRequest::decode(&[0; 9]).is_none());
         assert!(BeginRequest { role: 3, flags: 0 }.encode() == [0, 3, 0, 0, 0, 0, 0, 0]);
@@ -229,9 +254,16 @@ mod tests {
 
     #[test]
     fn end_request_record_is_big_endian() {
-        let rec = EndRequest { app_status: 0x01020304, protocol_status: status::UNKNOWN_ROLE }.record(9);
+        let rec = EndRequest {
+            app_status: 0x01020304,
+            protocol_status: status::UNKNOWN_ROLE,
+        }
+        .record(9);
         assert_eq!(rec, [1, 3, 0, 9, 0, 8, 0, 0, 1, 2, 3, 4, 3, 0, 0, 0]);
-        assert_eq!(EndRequest::decode(&rec[8..]).unwrap().app_status, 0x01020304);
+        assert_eq!(
+            EndRequest::decode(&rec[8..]).unwrap().app_status,
+            0x01020304
+        );
     }
 
     #[test]
@@ -249,6 +281,9 @@ mod tests {
 
     #[test]
     fn unknown_type_names_the_type() {
-        assert_eq!(unknown_type_record(42), [1, 11, 0, 0, 0, 8, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            unknown_type_record(42),
+            [1, 11, 0, 0, 0, 8, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0]
+        );
     }
 }

@@ -36,7 +36,9 @@ pub enum LogTarget {
 /// Parses `FCGI_WEB_SERVER_ADDRS`: addresses separated by commas (spaces
 /// around an entry are ignored); entries that are not addresses are skipped.
 pub fn parse_addr_list(text: &str) -> Vec<IpAddr> {
-    text.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+    text.split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 impl Config {
@@ -48,7 +50,9 @@ impl Config {
             Some(path) => LogTarget::File(path.into()),
         };
         Config {
-            web_server_addrs: var("FCGI_WEB_SERVER_ADDRS").map(|v| parse_addr_list(&v)).unwrap_or_default(),
+            web_server_addrs: var("FCGI_WEB_SERVER_ADDRS")
+                .map(|v| parse_addr_list(&v))
+                .unwrap_or_default(),
             max_params_size: var("LIBFCGI_MAX_PARAMS_SIZE")
                 .and_then(|v| v.parse().ok())
                 .filter(|&n: &usize| n > 0)
@@ -98,7 +102,11 @@ pub fn log(msg: std::fmt::Arguments<'_>) {
             }
         }
         LogTarget::File(p) => {
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
                 let _ = f.write_all(line.as_bytes());
             }
         }

@@ -37,12 +37,21 @@ pub fn close_gracefully(fd: OwnedFd) {
         return;
     }
     let deadline = Instant::now() + Duration::from_millis(timeout as u64);
-    let Ok(mut guard) = DRAINER.lock() else { return };
+    let Ok(mut guard) = DRAINER.lock() else {
+        return;
+    };
     let pid = sys::getpid();
     // A forked child has no drainer thread even if its parent had one.
     if guard.as_ref().is_none_or(|d| d.pid != pid) {
-        *guard = Some(Drainer { pid, queue: Vec::new() });
-        if std::thread::Builder::new().name("fcgi-linger".into()).spawn(run).is_err() {
+        *guard = Some(Drainer {
+            pid,
+            queue: Vec::new(),
+        });
+        if std::thread::Builder::new()
+            .name("fcgi-linger".into())
+            .spawn(run)
+            .is_err()
+        {
             *guard = None;
             return; // fd dropped: closed at once
         }
@@ -60,7 +69,9 @@ fn run() {
     let mut scratch = vec![0u8; 16 * 1024];
     loop {
         let fds: Vec<i32> = {
-            let Ok(mut guard) = DRAINER.lock() else { return };
+            let Ok(mut guard) = DRAINER.lock() else {
+                return;
+            };
             let Some(d) = guard.as_mut() else { return };
             if d.pid != sys::getpid() {
                 return;
@@ -77,10 +88,14 @@ fn run() {
             Ok(r) => r,
             Err(_) => vec![true; fds.len()],
         };
-        let Ok(mut guard) = DRAINER.lock() else { return };
+        let Ok(mut guard) = DRAINER.lock() else {
+            return;
+        };
         let Some(d) = guard.as_mut() else { return };
         d.queue.retain(|l| {
-            let Some(i) = fds.iter().position(|&f| f == l.fd.as_raw_fd()) else { return true };
+            let Some(i) = fds.iter().position(|&f| f == l.fd.as_raw_fd()) else {
+                return true;
+            };
             if !ready[i] {
                 return true;
             }

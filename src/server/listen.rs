@@ -30,7 +30,10 @@ impl BindAddr {
         if let Some(rest) = text.strip_prefix('[') {
             if let Some((host, port)) = rest.split_once("]:") {
                 if let Ok(port @ 1..) = port.parse::<u16>() {
-                    return BindAddr::Tcp { host: Some(host.to_string()), port };
+                    return BindAddr::Tcp {
+                        host: Some(host.to_string()),
+                        port,
+                    };
                 }
             }
             return BindAddr::Unix(text.into());
@@ -62,7 +65,9 @@ impl BindAddr {
     /// an exit of the process.
     pub fn listen(&self, backlog: i32) -> io::Result<OwnedFd> {
         match self {
-            BindAddr::Tcp { host, port } => sys::tcp_listener(Self::socket_addr(host, *port)?, backlog),
+            BindAddr::Tcp { host, port } => {
+                sys::tcp_listener(Self::socket_addr(host, *port)?, backlog)
+            }
             BindAddr::Unix(path) => sys::unix_listener(path, backlog),
         }
     }
@@ -83,7 +88,14 @@ pub fn shutdown_pending() -> bool {
 fn is_transient(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
-        Some(libc::ECONNABORTED | libc::EPROTO | libc::ECONNRESET | libc::ETIMEDOUT | libc::EHOSTUNREACH | libc::ENETUNREACH)
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ECONNRESET
+                | libc::ETIMEDOUT
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+        )
     )
 }
 
@@ -96,7 +108,11 @@ pub struct Accepted {
 /// Accepts the next connection the allowlist lets through. EINTR ends the
 /// wait when `fail_on_intr` is set or a shutdown was requested; otherwise
 /// it is retried. Returns EINTR at once if a shutdown is pending.
-pub fn accept_connection(listen: BorrowedFd<'_>, fail_on_intr: bool, cfg: &Config) -> io::Result<Accepted> {
+pub fn accept_connection(
+    listen: BorrowedFd<'_>,
+    fail_on_intr: bool,
+    cfg: &Config,
+) -> io::Result<Accepted> {
     loop {
         if shutdown_pending() {
             return Err(io::Error::from_raw_os_error(libc::EINTR));
@@ -105,7 +121,9 @@ pub fn accept_connection(listen: BorrowedFd<'_>, fail_on_intr: bool, cfg: &Confi
             Ok((fd, peer)) => {
                 if let Peer::Ip(ip) = peer {
                     if !cfg.allows(ip) {
-                        config::log(format_args!("connection from {ip} refused: not in FCGI_WEB_SERVER_ADDRS"));
+                        config::log(format_args!(
+                            "connection from {ip} refused: not in FCGI_WEB_SERVER_ADDRS"
+                        ));
                         continue;
                     }
                 }
@@ -127,7 +145,10 @@ mod tests {
     use super::*;
 
     fn tcp(host: Option<&str>, port: u16) -> BindAddr {
-        BindAddr::Tcp { host: host.map(str::to_string), port }
+        BindAddr::Tcp {
+            host: host.map(str::to_string),
+            port,
+        }
     }
 
     #[test]
@@ -135,18 +156,29 @@ mod tests {
         assert_eq!(BindAddr::parse(":9000"), tcp(None, 9000));
         assert_eq!(BindAddr::parse("*:9000"), tcp(None, 9000));
         assert_eq!(BindAddr::parse("127.0.0.1:80"), tcp(Some("127.0.0.1"), 80));
-        assert_eq!(BindAddr::parse("localhost:8080"), tcp(Some("localhost"), 8080));
+        assert_eq!(
+            BindAddr::parse("localhost:8080"),
+            tcp(Some("localhost"), 8080)
+        );
         assert_eq!(BindAddr::parse("[::1]:9000"), tcp(Some("::1"), 9000));
         assert_eq!(BindAddr::parse("host:0"), BindAddr::Unix("host:0".into()));
-        assert_eq!(BindAddr::parse("/tmp/x:9000"), BindAddr::Unix("/tmp/x:9000".into()));
+        assert_eq!(
+            BindAddr::parse("/tmp/x:9000"),
+            BindAddr::Unix("/tmp/x:9000".into())
+        );
         assert_eq!(BindAddr::parse("sock"), BindAddr::Unix("sock".into()));
-        assert_eq!(BindAddr::parse("::1:9000"), BindAddr::Unix("::1:9000".into()));
+        assert_eq!(
+            BindAddr::parse("::1:9000"),
+            BindAddr::Unix("::1:9000".into())
+        );
         assert_eq!(BindAddr::parse("a:70000"), BindAddr::Unix("a:70000".into()));
     }
 
     #[test]
     fn bad_host_is_an_error_not_an_exit() {
-        let e = BindAddr::parse("no-such-host.invalid:9000").listen(5).unwrap_err();
+        let e = BindAddr::parse("no-such-host.invalid:9000")
+            .listen(5)
+            .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL));
     }
 
@@ -162,7 +194,13 @@ mod tests {
 
         let sock = dir.join("sock");
         let live = BindAddr::Unix(sock.clone()).listen(5).unwrap();
-        assert_eq!(BindAddr::Unix(sock.clone()).listen(5).unwrap_err().raw_os_error(), Some(libc::EADDRINUSE));
+        assert_eq!(
+            BindAddr::Unix(sock.clone())
+                .listen(5)
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EADDRINUSE)
+        );
         drop(live); // now stale: the file stays but nobody listens
         let again = BindAddr::Unix(sock.clone()).listen(5);
         assert!(again.is_ok());

@@ -30,7 +30,14 @@ impl OutputStream {
         let capacity = capacity.clamp(8, RECORD_CHUNK);
         let mut buf = Vec::with_capacity(HEADER_LEN + capacity + 32);
         buf.resize(HEADER_LEN, 0);
-        OutputStream { kind, buf, capacity, closed: false, error: None, used: false }
+        OutputStream {
+            kind,
+            buf,
+            capacity,
+            closed: false,
+            error: None,
+            used: false,
+        }
     }
 
     pub fn kind(&self) -> u8 {
@@ -141,7 +148,8 @@ impl OutputStream {
             HEADER_LEN
         };
         if end && (self.used || self.kind == crate::protocol::kind::STDOUT) {
-            self.buf.extend_from_slice(&Header::new(self.kind, id, 0).encode());
+            self.buf
+                .extend_from_slice(&Header::new(self.kind, id, 0).encode());
         }
         &self.buf[start..]
     }
@@ -184,7 +192,10 @@ mod tests {
         s.write(a.as_fd(), 1, b"world").unwrap();
         let framed = s.frame_final(1, true).to_vec();
         s.sent(None);
-        assert_eq!(records(&framed), vec![(kind::STDOUT, 11), (kind::STDOUT, 0)]);
+        assert_eq!(
+            records(&framed),
+            vec![(kind::STDOUT, 11), (kind::STDOUT, 0)]
+        );
         assert!(s.write(a.as_fd(), 1, b"x").is_err());
         drop(a);
         let mut got = Vec::new();

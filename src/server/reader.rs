@@ -51,7 +51,11 @@ impl Default for InputBuffer {
 
 impl InputBuffer {
     pub fn new() -> Self {
-        InputBuffer { buf: vec![0; INPUT_BUFFER_SIZE], start: 0, end: 0 }
+        InputBuffer {
+            buf: vec![0; INPUT_BUFFER_SIZE],
+            start: 0,
+            end: 0,
+        }
     }
 
     /// Forgets buffered bytes (the connection they came from is gone).
@@ -94,9 +98,17 @@ impl InputBuffer {
     /// Reads the next whole record (header, content, padding). Returns its
     /// header and where its content sits; the content stays valid until the
     /// next call. `ReadError::Closed` only at a record boundary.
-    pub fn next_record(&mut self, fd: BorrowedFd<'_>, wait: Wait) -> Result<(Header, Range<usize>), ReadError> {
+    pub fn next_record(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        wait: Wait,
+    ) -> Result<(Header, Range<usize>), ReadError> {
         if !self.fill(fd, HEADER_LEN, wait)? {
-            return Err(if self.buffered() == 0 { ReadError::Closed } else { ReadError::Truncated });
+            return Err(if self.buffered() == 0 {
+                ReadError::Closed
+            } else {
+                ReadError::Truncated
+            });
         }
         let mut raw = [0u8; HEADER_LEN];
         raw.copy_from_slice(&self.buf[self.start..self.start + HEADER_LEN]);
@@ -107,7 +119,8 @@ impl InputBuffer {
         if !self.fill(fd, HEADER_LEN + header.body_len(), wait)? {
             return Err(ReadError::Truncated);
         }
-        let content = self.start + HEADER_LEN..self.start + HEADER_LEN + usize::from(header.content_length);
+        let content =
+            self.start + HEADER_LEN..self.start + HEADER_LEN + usize::from(header.content_length);
         self.start += HEADER_LEN + header.body_len();
         Ok((header, content))
     }
@@ -136,14 +149,20 @@ mod tests {
         push_record(&mut wire, kind::STDIN, 1, b"");
         let mut ib = InputBuffer::new();
         a.write_all(&wire[..5]).unwrap();
-        assert!(matches!(ib.next_record(b.as_fd(), Wait::NoWait), Err(ReadError::WouldBlock)));
+        assert!(matches!(
+            ib.next_record(b.as_fd(), Wait::NoWait),
+            Err(ReadError::WouldBlock)
+        ));
         a.write_all(&wire[5..]).unwrap();
         let (h, r) = ib.next_record(b.as_fd(), Wait::Block).unwrap();
         assert_eq!((h.kind, ib.get(r)), (kind::PARAMS, &b"abc"[..]));
         let (h, r) = ib.next_record(b.as_fd(), Wait::Block).unwrap();
         assert_eq!((h.kind, r.len()), (kind::STDIN, 0));
         drop(a);
-        assert!(matches!(ib.next_record(b.as_fd(), Wait::Block), Err(ReadError::Closed)));
+        assert!(matches!(
+            ib.next_record(b.as_fd(), Wait::Block),
+            Err(ReadError::Closed)
+        ));
     }
 
     #[test]
@@ -152,12 +171,18 @@ mod tests {
         a.write_all(&[1, 5, 0, 1, 0, 10, 0, 0, 1, 2]).unwrap();
         drop(a);
         let mut ib = InputBuffer::new();
-        assert!(matches!(ib.next_record(b.as_fd(), Wait::Block), Err(ReadError::Truncated)));
+        assert!(matches!(
+            ib.next_record(b.as_fd(), Wait::Block),
+            Err(ReadError::Truncated)
+        ));
 
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&[2, 5, 0, 1, 0, 0, 0, 0]).unwrap();
         let mut ib = InputBuffer::new();
-        assert!(matches!(ib.next_record(b.as_fd(), Wait::Block), Err(ReadError::BadVersion(2))));
+        assert!(matches!(
+            ib.next_record(b.as_fd(), Wait::Block),
+            Err(ReadError::BadVersion(2))
+        ));
     }
 
     #[test]

@@ -69,7 +69,10 @@ pub struct InputState {
 
 impl InputState {
     fn reset(&mut self) {
-        *self = InputState { kind: kind::STDIN, ..InputState::default() };
+        *self = InputState {
+            kind: kind::STDIN,
+            ..InputState::default()
+        };
     }
 
     fn fail(&mut self, e: StreamError) {
@@ -133,7 +136,11 @@ impl Session {
             role: 0,
             keep_conn: false,
             app_status: 0,
-            input: InputState { kind: kind::STDIN, closed: true, ..InputState::default() },
+            input: InputState {
+                kind: kind::STDIN,
+                closed: true,
+                ..InputState::default()
+            },
             stdout: OutputStream::new(kind::STDOUT, STDOUT_BUFFER),
             stderr: OutputStream::new(kind::STDERR, STDERR_BUFFER),
             params: Vec::new(),
@@ -220,7 +227,11 @@ impl Session {
                     }
                 }
                 self.input_buf.clear();
-                self.conn = Some(Connection { fd: a.fd, detached: false, peer_eof: false });
+                self.conn = Some(Connection {
+                    fd: a.fd,
+                    detached: false,
+                    peer_eof: false,
+                });
             }
             match self.read_request_head(cfg) {
                 Ok(true) => return Ok(()),
@@ -238,7 +249,9 @@ impl Session {
     }
 
     fn next_record(&mut self, wait: Wait) -> Result<(Header, Range<usize>), ReadError> {
-        let Some(conn) = self.conn.as_mut() else { return Err(ReadError::Closed) };
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ReadError::Closed);
+        };
         let r = self.input_buf.next_record(conn.fd.as_fd(), wait);
         if matches!(r, Err(ReadError::Closed | ReadError::Truncated)) {
             conn.peer_eof = true;
@@ -257,7 +270,11 @@ impl Session {
     fn answer_management(&mut self, h: Header, content: Range<usize>) -> io::Result<()> {
         if h.kind == kind::GET_VALUES {
             let mut reply = std::mem::take(&mut self.scratch);
-            protocol::get_values_reply(self.input_buf.get(content), &config().capabilities, &mut reply);
+            protocol::get_values_reply(
+                self.input_buf.get(content),
+                &config().capabilities,
+                &mut reply,
+            );
             let mut rec = Vec::with_capacity(reply.len() + 8);
             push_record(&mut rec, kind::GET_VALUES_RESULT, 0, &reply);
             self.scratch = reply;
@@ -271,7 +288,10 @@ impl Session {
     /// BEGIN_REQUEST is refused with CANT_MPX_CONN, anything else ignored.
     fn answer_other_id(&mut self, h: Header) -> io::Result<()> {
         if h.kind == kind::BEGIN_REQUEST {
-            let end = EndRequest { app_status: 0, protocol_status: status::CANT_MPX_CONN };
+            let end = EndRequest {
+                app_status: 0,
+                protocol_status: status::CANT_MPX_CONN,
+            };
             self.send(&end.record(h.request_id))?;
         }
         Ok(())
@@ -294,12 +314,21 @@ impl Session {
                     continue; // left over from a finished request: its id is inactive
                 }
                 let Some(begin) = BeginRequest::decode(self.input_buf.get(r)) else {
-                    return Err(HeadError::Protocol("FCGI_BEGIN_REQUEST body is not 8 bytes"));
+                    return Err(HeadError::Protocol(
+                        "FCGI_BEGIN_REQUEST body is not 8 bytes",
+                    ));
                 };
                 if role::name(begin.role).is_none() {
-                    let end = EndRequest { app_status: 0, protocol_status: status::UNKNOWN_ROLE };
-                    self.send(&end.record(h.request_id)).map_err(HeadError::Write)?;
-                    config::log(format_args!("request with unknown role {} refused", begin.role));
+                    let end = EndRequest {
+                        app_status: 0,
+                        protocol_status: status::UNKNOWN_ROLE,
+                    };
+                    self.send(&end.record(h.request_id))
+                        .map_err(HeadError::Write)?;
+                    config::log(format_args!(
+                        "request with unknown role {} refused",
+                        begin.role
+                    ));
                     if begin.keep_conn() {
                         continue;
                     }
@@ -330,14 +359,21 @@ impl Session {
                         self.params.extend_from_slice(self.input_buf.get(r));
                     }
                     kind::ABORT_REQUEST => {
-                        let end = EndRequest { app_status: 0, protocol_status: status::REQUEST_COMPLETE };
+                        let end = EndRequest {
+                            app_status: 0,
+                            protocol_status: status::REQUEST_COMPLETE,
+                        };
                         self.send(&end.record(self.id)).map_err(HeadError::Write)?;
                         if self.keep_conn {
                             continue 'request;
                         }
                         return Ok(false);
                     }
-                    _ => return Err(HeadError::Protocol("record of the request before the end of FCGI_PARAMS")),
+                    _ => {
+                        return Err(HeadError::Protocol(
+                            "record of the request before the end of FCGI_PARAMS",
+                        ));
+                    }
                 }
             }
             self.build_env()?;
@@ -356,7 +392,8 @@ impl Session {
         self.env_offsets.clear();
         self.env_offsets.push(0);
         self.env.extend_from_slice(b"FCGI_ROLE=");
-        self.env.extend_from_slice(role::name(self.role).unwrap_or("").as_bytes());
+        self.env
+            .extend_from_slice(role::name(self.role).unwrap_or("").as_bytes());
         self.env.push(0);
         for pair in protocol::pairs(&self.params) {
             let (name, value) = pair?;
@@ -389,13 +426,17 @@ impl Session {
     /// Gets the next record of the stream being read. `Ok(false)` at its end.
     fn next_input_record(&mut self) -> Result<bool, StreamError> {
         loop {
-            let (h, r) = self.next_record(Wait::Block).map_err(|e| read_error_to_stream(&e))?;
+            let (h, r) = self
+                .next_record(Wait::Block)
+                .map_err(|e| read_error_to_stream(&e))?;
             if h.is_management() {
-                self.answer_management(h, r).map_err(|e| StreamError::from_io(&e))?;
+                self.answer_management(h, r)
+                    .map_err(|e| StreamError::from_io(&e))?;
                 continue;
             }
             if h.request_id != self.id {
-                self.answer_other_id(h).map_err(|e| StreamError::from_io(&e))?;
+                self.answer_other_id(h)
+                    .map_err(|e| StreamError::from_io(&e))?;
                 continue;
             }
             self.note_end_of_input(&h);
@@ -465,6 +506,48 @@ impl Session {
         n
     }
 
+    /// Reads up to `buf.len()` bytes, stopping after the first `\n` (which is
+    /// stored), or at end of stream (`FCGX_GetLine` without the NUL).
+    pub fn read_line(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            if self.input.pushback.is_none() && self.input.pending.is_empty() {
+                // Let read_some fetch the next record.
+                let got = self.read_some(&mut buf[n..n + 1]);
+                if got == 0 {
+                    break;
+                }
+                n += 1;
+                if buf[n - 1] == b'\n' {
+                    break;
+                }
+                continue;
+            }
+            if let Some(b) = self.input.pushback.take() {
+                buf[n] = b;
+                n += 1;
+                if b == b'\n' {
+                    break;
+                }
+                continue;
+            }
+            let p = self.input.pending.clone();
+            let avail = self.input_buf.get(p.clone());
+            let want = avail.len().min(buf.len() - n);
+            let take = avail[..want]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(want, |i| i + 1);
+            buf[n..n + take].copy_from_slice(&avail[..take]);
+            self.input.pending.start += take;
+            n += take;
+            if buf[n - 1] == b'\n' {
+                break;
+            }
+        }
+        n
+    }
+
     /// Pushes one byte back (`FCGX_UnGetChar`): one byte deep, refused on a
     /// closed stream.
     pub fn unget(&mut self, byte: u8) -> bool {
@@ -514,7 +597,9 @@ impl Session {
             return Err(StreamError::CallSeq);
         }
         let id = self.id;
-        let Some(conn) = self.conn.as_ref() else { return Err(StreamError::Os(libc::EBADF)) };
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(StreamError::Os(libc::EBADF));
+        };
         let stream = match which {
             Output::Stdout => &mut self.stdout,
             Output::Stderr => &mut self.stderr,
@@ -528,7 +613,9 @@ impl Session {
             return Ok(());
         }
         let id = self.id;
-        let Some(conn) = self.conn.as_ref() else { return Err(StreamError::Os(libc::EBADF)) };
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(StreamError::Os(libc::EBADF));
+        };
         let stream = match which {
             Output::Stdout => &mut self.stdout,
             Output::Stderr => &mut self.stderr,
@@ -552,19 +639,36 @@ impl Session {
     fn close_writers(&mut self, err: bool, out: bool) {
         let close_err = err && !self.stderr.closed;
         let close_out = out && !self.stdout.closed;
-        let last = (self.stderr.closed || close_err) && (self.stdout.closed || close_out) && !self.end_sent;
+        let last = (self.stderr.closed || close_err)
+            && (self.stdout.closed || close_out)
+            && !self.end_sent;
         let id = self.id;
-        let end = EndRequest { app_status: self.app_status as u32, protocol_status: status::REQUEST_COMPLETE }.record(id);
+        let end = EndRequest {
+            app_status: self.app_status as u32,
+            protocol_status: status::REQUEST_COMPLETE,
+        }
+        .record(id);
         let Some(conn) = self.conn.as_ref() else {
             let e = io::Error::from_raw_os_error(libc::EBADF);
             self.stderr.sent(close_err.then_some(&e));
             self.stdout.sent(close_out.then_some(&e));
             return;
         };
-        let e: &[u8] = if close_err { self.stderr.frame_final(id, true) } else { &[] };
-        let o: &[u8] = if close_out { self.stdout.frame_final(id, true) } else { &[] };
+        let e: &[u8] = if close_err {
+            self.stderr.frame_final(id, true)
+        } else {
+            &[]
+        };
+        let o: &[u8] = if close_out {
+            self.stdout.frame_final(id, true)
+        } else {
+            &[]
+        };
         let tail: &[u8] = if last { &end } else { &[] };
-        let result = sys::write_all_vectored(conn.fd.as_fd(), &[IoSlice::new(e), IoSlice::new(o), IoSlice::new(tail)]);
+        let result = sys::write_all_vectored(
+            conn.fd.as_fd(),
+            &[IoSlice::new(e), IoSlice::new(o), IoSlice::new(tail)],
+        );
         let err_ref = result.as_ref().err();
         if close_err {
             self.stderr.sent(err_ref);

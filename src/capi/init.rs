@@ -1,0 +1,109 @@
+//! Library set-up: `FCGX_Init`, `FCGX_IsCGI`, `FCGX_OpenSocket`,
+//! `FCGX_ShutdownPending`.
+
+use crate::server::config;
+use crate::server::listen::{BindAddr, request_shutdown};
+use crate::sys;
+use std::ffi::{CStr, c_char, c_int};
+use std::os::fd::IntoRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Once;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+static INIT: Once = Once::new();
+/// 0 = not decided yet, 1 = CGI, 2 = FastCGI.
+static MODE: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_sigpipe(_: c_int) {}
+
+extern "C" fn on_shutdown_signal(_: c_int) {
+    request_shutdown();
+}
+
+/// Reads the environment and installs libfcgi's signal conventions (once).
+pub(crate) fn ensure_init() {
+    INIT.call_once(|| {
+        config::config();
+        sys::install_signal_handlers(on_sigpipe, on_shutdown_signal);
+    });
+}
+
+/// Initialises the library: reads `FCGI_WEB_SERVER_ADDRS` and the
+/// `LIBFCGI_*` settings, and installs the signal handlers libfcgi installs
+/// (SIGPIPE: an empty handler, so writes to a vanished peer fail with
+/// EPIPE; SIGUSR1 and SIGTERM, unless the program has its own: request a
+/// shutdown so a thread waiting in accept returns). Idempotent.
+///
+/// Returns 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn FCGX_Init() -> c_int {
+    ffi_guard!(-1, {
+        ensure_init();
+        0
+    })
+}
+
+/// Returns 1 if the process runs as a plain CGI program, 0 if it was
+/// started as a FastCGI application (fd 0 is a listening socket). Also
+/// initialises the library like `FCGX_Init`. The answer is computed once.
+#[unsafe(no_mangle)]
+pub extern "C" fn FCGX_IsCGI() -> c_int {
+    ffi_guard!(1, {
+        ensure_init();
+        let mut mode = MODE.load(Ordering::SeqCst);
+        if mode == 0 {
+            mode = if sys::is_listening_socket(0) { 2 } else { 1 };
+            MODE.store(mode, Ordering::SeqCst);
+        }
+        (mode == 1) as c_int
+    })
+}
+
+/// Creates a listening socket and returns its descriptor, or -1 with errno
+/// set. `path` is `":port"` or `"*:port"` (all interfaces), `"host:port"`,
+/// `"[ipv6]:port"`, or else a Unix socket path. An existing file at the
+/// path is replaced only if it is a stale socket (EADDRINUSE otherwise).
+/// Unlike libfcgi, errors never terminate the process.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_OpenSocket(path: *const c_char, backlog: c_int) -> c_int {
+    ffi_guard!(-1, {
+        if path.is_null() {
+            sys::set_errno(libc::EINVAL);
+            return -1;
+        }
+        // SAFETY: non-NULL and NUL-terminated per the contract above.
+        let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+        let addr = match std::str::from_utf8(bytes) {
+            Ok(text) => BindAddr::parse(text),
+            Err(_) => BindAddr::Unix(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes))),
+        };
+        match addr.listen(backlog) {
+            Ok(fd) => {
+                let fd = fd.into_raw_fd();
+                if fd == 0 {
+                    MODE.store(2, Ordering::SeqCst);
+                }
+                fd
+            }
+            Err(e) => {
+                config::log(format_args!(
+                    "FCGX_OpenSocket({}): {e}",
+                    String::from_utf8_lossy(bytes)
+                ));
+                sys::set_errno(e.raw_os_error().unwrap_or(libc::EINVAL));
+                -1
+            }
+        }
+    })
+}
+
+/// Asks every accept loop to end: the next `FCGX_Accept_r` (and one that
+/// is interrupted by a signal) returns an error instead of waiting.
+/// Async-signal-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn FCGX_ShutdownPending() {
+    request_shutdown();
+}

@@ -1,0 +1,321 @@
+//! Requests: `FCGX_InitRequest`, `FCGX_Accept_r`, `FCGX_Finish_r`,
+//! `FCGX_Free`, the single-threaded `FCGX_Accept`/`FCGX_Finish`,
+//! `FCGX_Attach`/`FCGX_Detach` and `FCGX_GetParam`.
+
+use super::handle::{drop_handle, handle_of};
+use super::init::ensure_init;
+use super::types::{FCGI_FAIL_ACCEPT_ON_INTR, FCGX_ParamArray, FCGX_Request, FCGX_Stream};
+use crate::sys;
+use std::ffi::{c_char, c_int};
+use std::ptr::null_mut;
+use std::sync::Mutex;
+
+/// An always-valid empty environment, for requests that have none.
+struct EmptyEnv([*mut c_char; 1]);
+// SAFETY: the array holds one NULL pointer and is never written.
+unsafe impl Sync for EmptyEnv {}
+static EMPTY_ENV: EmptyEnv = EmptyEnv([null_mut()]);
+
+fn empty_env() -> *mut *mut c_char {
+    EMPTY_ENV.0.as_ptr().cast_mut()
+}
+
+/// Prepares a caller-allocated request: clears all of it, then sets the
+/// listening socket `sock` and `flags` (`FCGI_FAIL_ACCEPT_ON_INTR`).
+/// Returns 0, or -1 (EINVAL) for a NULL request.
+///
+/// # Safety
+/// `request` is NULL or points to writable memory of `sizeof(FCGX_Request)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_InitRequest(
+    request: *mut FCGX_Request,
+    sock: c_int,
+    flags: c_int,
+) -> c_int {
+    ffi_guard!(-1, {
+        if request.is_null() {
+            sys::set_errno(libc::EINVAL);
+            return -1;
+        }
+        let blank = FCGX_Request {
+            requestId: 0,
+            role: 0,
+            in_: null_mut(),
+            out: null_mut(),
+            err: null_mut(),
+            envp: null_mut(),
+            paramsPtr: null_mut(),
+            ipcFd: -1,
+            isBeginProcessed: 0,
+            keepConnection: 0,
+            appStatus: 0,
+            nWriters: 0,
+            flags,
+            listen_sock: sock,
+            detached: 0,
+        };
+        // SAFETY: non-NULL and writable per the contract; write() does not
+        // read the (possibly uninitialised) old contents.
+        unsafe { request.write(blank) };
+        0
+    })
+}
+
+/// Finishes the previous request (if any), then waits for the next one
+/// on the kept-alive connection or on `listen_sock`. Returns 0 with
+/// `in`, `out`, `err` and `envp` set, or a negative errno from accept
+/// (-EINTR after a shutdown request or, with FCGI_FAIL_ACCEPT_ON_INTR, a
+/// signal). Connections that fail before a request arrives are dropped
+/// and logged; the caller never sees them. Initialises the library if the
+/// program did not (libfcgi returned -9998 then).
+///
+/// # Safety
+/// `request` is NULL or a request set up by `FCGX_InitRequest`, used by
+/// one thread at a time.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
+    ffi_guard!(-libc::EINVAL, {
+        // SAFETY: NULL or an initialised request, per the contract.
+        let Some(r) = (unsafe { request.as_mut() }) else {
+            return -libc::EINVAL;
+        };
+        ensure_init();
+        let listen = r.listen_sock;
+        let fail_on_intr = r.flags & FCGI_FAIL_ACCEPT_ON_INTR != 0;
+        let detached = r.detached != 0;
+        let h = handle_of(r);
+        h.session.set_detached(detached);
+        let result = if listen < 0 {
+            h.session.finish();
+            Err(std::io::Error::from_raw_os_error(libc::EBADF))
+        } else {
+            h.session.accept(sys::borrow_fd(listen), fail_on_intr)
+        };
+        match result {
+            Ok(()) => {
+                h.build_envp();
+                h.sync_request(r);
+                r.detached = 0;
+                0
+            }
+            Err(e) => {
+                h.sync_request(r);
+                let code = e.raw_os_error().unwrap_or(0);
+                if code == 0 { -9999 } else { -code }
+            }
+        }
+    })
+}
+
+/// Ends the current request: sends what is left of STDERR and STDOUT and
+/// FCGI_END_REQUEST with the exit status, and closes the connection unless
+/// the web server asked to keep it (and nothing failed). `envp` stays valid
+/// until the next accept. Does nothing for NULL or an idle request.
+///
+/// # Safety
+/// `request` is NULL or a request set up by `FCGX_InitRequest`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_Finish_r(request: *mut FCGX_Request) {
+    ffi_guard!((), {
+        // SAFETY: NULL or an initialised request, per the contract.
+        let Some(r) = (unsafe { request.as_mut() }) else {
+            return;
+        };
+        if r.paramsPtr.is_null() {
+            return;
+        }
+        let detached = r.detached != 0;
+        let h = handle_of(r);
+        h.session.set_detached(detached);
+        h.session.finish();
+        h.sync_request(r);
+        if r.ipcFd < 0 {
+            r.detached = 0;
+        }
+    })
+}
+
+/// Releases the request's streams without sending anything more, and with
+/// `close` also the connection and all memory the request holds. Unlike
+/// libfcgi, `envp` is left pointing at an empty environment, not at freed
+/// memory.
+///
+/// # Safety
+/// `request` is NULL or a request set up by `FCGX_InitRequest`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_Free(request: *mut FCGX_Request, close: c_int) {
+    ffi_guard!((), {
+        // SAFETY: NULL or an initialised request, per the contract.
+        let Some(r) = (unsafe { request.as_mut() }) else {
+            return;
+        };
+        if r.paramsPtr.is_null() {
+            return;
+        }
+        let detached = r.detached != 0;
+        let h = handle_of(r);
+        h.session.set_detached(detached);
+        h.session.release(close != 0);
+        h.sync_request(r);
+        if close != 0 {
+            drop_handle(r);
+            r.envp = empty_env();
+            r.ipcFd = -1;
+            r.detached = 0;
+        }
+    })
+}
+
+struct GlobalRequest(FCGX_Request);
+// SAFETY: the request is only touched with the mutex held.
+unsafe impl Send for GlobalRequest {}
+
+/// The request behind `FCGX_Accept`/`FCGX_Finish` (listening on fd 0).
+static GLOBAL: Mutex<Option<GlobalRequest>> = Mutex::new(None);
+
+/// Runs `f` on the process-wide request used by `FCGX_Accept` and the
+/// stdio layer, creating it (listening on fd 0) on first use.
+pub(crate) fn with_global_request<T>(f: impl FnOnce(*mut FCGX_Request) -> T) -> T {
+    let mut guard = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
+    let slot = guard.get_or_insert_with(|| {
+        GlobalRequest(FCGX_Request {
+            requestId: 0,
+            role: 0,
+            in_: null_mut(),
+            out: null_mut(),
+            err: null_mut(),
+            envp: null_mut(),
+            paramsPtr: null_mut(),
+            ipcFd: -1,
+            isBeginProcessed: 0,
+            keepConnection: 0,
+            appStatus: 0,
+            nWriters: 0,
+            flags: 0,
+            listen_sock: 0,
+            detached: 0,
+        })
+    });
+    f(&mut slot.0)
+}
+
+/// Single-threaded form of `FCGX_Accept_r` on a request that listens on
+/// fd 0. Stores the new request's streams and environment in the four
+/// pointers (each may be NULL); on failure they are set to NULL and the
+/// negative error is returned.
+///
+/// # Safety
+/// Each argument is NULL or points to writable storage of its type.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_Accept(
+    in_: *mut *mut FCGX_Stream,
+    out: *mut *mut FCGX_Stream,
+    err: *mut *mut FCGX_Stream,
+    envp: *mut FCGX_ParamArray,
+) -> c_int {
+    ffi_guard!(-libc::EINVAL, {
+        ensure_init();
+        with_global_request(|r| {
+            // SAFETY: r points at the global request, locked by the caller.
+            let rc = unsafe { FCGX_Accept_r(r) };
+            // SAFETY: as above; the request is initialised.
+            let r = unsafe { &*r };
+            let ok = rc == 0;
+            // SAFETY: each destination is NULL or writable per the contract.
+            unsafe {
+                if let Some(p) = in_.as_mut() {
+                    *p = if ok { r.in_ } else { null_mut() };
+                }
+                if let Some(p) = out.as_mut() {
+                    *p = if ok { r.out } else { null_mut() };
+                }
+                if let Some(p) = err.as_mut() {
+                    *p = if ok { r.err } else { null_mut() };
+                }
+                if let Some(p) = envp.as_mut() {
+                    *p = if ok { r.envp } else { null_mut() };
+                }
+            }
+            rc
+        })
+    })
+}
+
+/// Finishes the request accepted by `FCGX_Accept`.
+#[unsafe(no_mangle)]
+pub extern "C" fn FCGX_Finish() {
+    ffi_guard!((), {
+        // SAFETY: the global request is valid and locked.
+        with_global_request(|r| unsafe { FCGX_Finish_r(r) })
+    })
+}
+
+/// Undoes `FCGX_Detach`. Returns 0 (-1 for NULL).
+///
+/// # Safety
+/// `request` is NULL or a request set up by `FCGX_InitRequest`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_Attach(request: *mut FCGX_Request) -> c_int {
+    ffi_guard!(-1, {
+        // SAFETY: NULL or an initialised request.
+        let Some(r) = (unsafe { request.as_mut() }) else {
+            return -1;
+        };
+        r.detached = 0;
+        0
+    })
+}
+
+/// Marks the connection as handed to someone else (e.g. a child process):
+/// closing it later skips the half-close and drain. Returns 0, or -1 when
+/// there is no connection.
+///
+/// # Safety
+/// `request` is NULL or a request set up by `FCGX_InitRequest`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_Detach(request: *mut FCGX_Request) -> c_int {
+    ffi_guard!(-1, {
+        // SAFETY: NULL or an initialised request.
+        let Some(r) = (unsafe { request.as_mut() }) else {
+            return -1;
+        };
+        if r.ipcFd <= 0 {
+            return -1;
+        }
+        r.detached = 1;
+        0
+    })
+}
+
+/// Looks `name` up in an environment (`NAME=value` strings, NULL-ended):
+/// returns a pointer to the value of the first exact match, or NULL if
+/// either argument is NULL or the name is absent. The pointer is valid
+/// until the request is finished.
+///
+/// # Safety
+/// `name` is NULL or NUL-terminated; `envp` is NULL or a NULL-terminated
+/// array of NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_GetParam(name: *const c_char, envp: FCGX_ParamArray) -> *mut c_char {
+    ffi_guard!(null_mut(), {
+        if name.is_null() || envp.is_null() {
+            return null_mut();
+        }
+        // SAFETY: NUL-terminated per the contract.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+        let mut p = envp;
+        loop {
+            // SAFETY: envp is NULL-terminated, and p has not passed the NULL.
+            let entry = unsafe { *p };
+            if entry.is_null() {
+                return null_mut();
+            }
+            // SAFETY: each entry is NUL-terminated per the contract.
+            let bytes = unsafe { std::ffi::CStr::from_ptr(entry) }.to_bytes();
+            if bytes.len() > name.len() && bytes.starts_with(name) && bytes[name.len()] == b'=' {
+                return entry.wrapping_add(name.len() + 1);
+            }
+            p = p.wrapping_add(1);
+        }
+    })
+}
