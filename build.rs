@@ -4,9 +4,11 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=c/printf.c");
+    println!("cargo:rerun-if-changed=c/stdio_printf.c");
     println!("cargo:rerun-if-changed=fcgi.map");
     cc::Build::new()
         .file("c/printf.c")
+        .file("c/stdio_printf.c")
         .warnings(true)
         .extra_warnings(true)
         .flag_if_supported("-Werror")

@@ -18,6 +18,7 @@ macro_rules! ffi_guard {
 mod handle;
 pub mod init;
 pub mod request;
+pub mod stdio;
 pub mod stream;
 pub mod types;
 
