@@ -716,7 +716,8 @@ impl Session {
     /// Whether the peer is done sending, reading whatever has arrived
     /// without waiting for more.
     fn peer_finished(&mut self) -> bool {
-        loop {
+        // Bounded: a peer that keeps sending is drained by the linger thread.
+        for _ in 0..64 {
             if self.input_complete() || self.conn.as_ref().is_none_or(|c| c.peer_eof) {
                 return true;
             }
@@ -726,6 +727,7 @@ impl Session {
                 Err(_) => return false,
             }
         }
+        false
     }
 
     /// Closes the connection. If the peer may still be sending, the close is
