@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{App, Lib, Options, Transport, contains, echoed_body, echoed_env, pattern, secs};
+use common::{App, Options, Transport, contains, echoed_body, echoed_env, pattern, secs};
 use fcgi::client::{Client, Request, Response};
 use fcgi::protocol::{kind, status};
 use std::collections::HashSet;
@@ -70,11 +70,8 @@ fn get_with_params() {
 
 #[test]
 fn get_over_tcp_and_params_split_across_records() {
-    let lib = Lib::under_test();
-    let app = App::start_with(
+    let app = App::under_test_with(
         "echo",
-        lib,
-        lib,
         Options {
             transport: Transport::Tcp,
             ..Options::default()
@@ -329,11 +326,8 @@ fn filter_uppercases_the_data_stream() {
 }
 
 fn start_threaded(threads: &str) -> App {
-    let lib = Lib::under_test();
-    App::start_with(
+    App::under_test_with(
         "threaded",
-        lib,
-        lib,
         Options {
             args: &[threads],
             ..Options::default()

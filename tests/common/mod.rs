@@ -9,6 +9,8 @@
 //! Environment:
 //! * `FCGI_TEST_LIB=original` runs the tests meant for our library against
 //!   the original instead (to see which of them the original fails).
+//! * `FCGI_TEST_HEADERS=original` compiles those tests' applications against
+//!   the system headers (while they still run on the library under test).
 //! * `FCGI_TEST_WRAPPER="valgrind --error-exitcode=99 -q"` prefixes every
 //!   application command line; timeouts are then scaled by
 //!   `FCGI_TEST_TIMEOUT_SCALE` (default 10 with a wrapper, else 1). With a
@@ -47,6 +49,15 @@ impl Lib {
         match std::env::var("FCGI_TEST_LIB").as_deref() {
             Ok("original") => Lib::Original,
             _ => Lib::Ours,
+        }
+    }
+
+    /// The headers the tests "for ours" compile against: those of the
+    /// library under test, unless `FCGI_TEST_HEADERS=original`.
+    pub fn headers_under_test() -> Lib {
+        match std::env::var("FCGI_TEST_HEADERS").as_deref() {
+            Ok("original") => Lib::Original,
+            _ => Lib::under_test(),
         }
     }
 }
@@ -122,6 +133,11 @@ pub fn compile(name: &str, headers: Lib) -> PathBuf {
         Lib::Original => PathBuf::from("/usr/include"),
         Lib::Ours => repo().join("include"),
     };
+    assert!(
+        include.join("fcgiapp.h").is_file(),
+        "{} is missing (FCGI_TEST_HEADERS=original compiles against the system headers instead)",
+        include.join("fcgiapp.h").display()
+    );
     let mut inputs = vec![src.clone(), include.join("fcgiapp.h")];
     if headers == Lib::Ours {
         inputs.push(our_library());
@@ -261,8 +277,11 @@ impl App {
 
     /// Starts the example for the library under test (headers and runtime).
     pub fn under_test(name: &str) -> App {
-        let lib = Lib::under_test();
-        App::start(name, lib, lib)
+        App::under_test_with(name, Options::default())
+    }
+
+    pub fn under_test_with(name: &str, opts: Options<'_>) -> App {
+        App::start_with(name, Lib::headers_under_test(), Lib::under_test(), opts)
     }
 
     pub fn start_with(name: &str, headers: Lib, runtime: Lib, opts: Options<'_>) -> App {
