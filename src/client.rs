@@ -116,6 +116,13 @@ impl Stream {
         }
     }
 
+    fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        match self {
+            Stream::Tcp(s) => s.read_timeout(),
+            Stream::Unix(s) => s.read_timeout(),
+        }
+    }
+
     fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(t),
@@ -801,6 +808,17 @@ impl Client {
         idle: Duration,
         limit: Duration,
     ) -> Result<(Vec<u8>, DrainEnd), ClientError> {
+        let saved = self.stream.read_timeout()?;
+        let result = self.drain_inner(idle, limit);
+        self.stream.set_read_timeout(saved)?;
+        result
+    }
+
+    fn drain_inner(
+        &mut self,
+        idle: Duration,
+        limit: Duration,
+    ) -> Result<(Vec<u8>, DrainEnd), ClientError> {
         let deadline = Instant::now() + limit;
         let mut out = self.buf.split_off(self.start);
         self.buf.clear();
@@ -1105,6 +1123,11 @@ mod tests {
             .drain(Duration::from_secs(5), Duration::from_secs(5))
             .unwrap();
         assert_eq!((bytes.as_slice(), end), (&b"de"[..], DrainEnd::Closed));
+        assert_eq!(
+            c.stream.read_timeout().unwrap(),
+            None,
+            "drain must restore the read timeout"
+        );
     }
 
     /// A large request is sent while the response is read: an echoing
