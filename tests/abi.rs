@@ -1,0 +1,253 @@
+//! ABI compatibility with libfcgi 2.4 (Debian's libfcgi-dev / libfcgi0ldbl):
+//!
+//! * `tests/c/abi_probe.c` prints the size, alignment and every field's
+//!   offset and size of `FCGX_Stream`, `FCGX_Request` and the `fastcgi.h`
+//!   records, and the value and size of every constant;
+//!   `tests/c/abi_types.cc` prints the C++ type of every function, field
+//!   and constant. Each is compiled against our `include/` and against the
+//!   original headers in /usr/include, and the outputs must be identical.
+//! * The dynamic symbols of our `libfcgi.so` (the one cargo built next to
+//!   this test, in `target/<profile>/`) are a subset of the original's, with
+//!   every `FCGX_*`, `FCGI_*` and `_fcgi_sF` present, of the same kind, and
+//!   data objects of the same size; the `OS_*` layer is listed when missing.
+//! * The SONAME is `libfcgi.so.0` and, like the original, the library has
+//!   no symbol versions.
+//!
+//! Needs gcc, g++ and binutils; the comparisons need libfcgi-dev and
+//! libfcgi0ldbl. Without the original they are skipped with a message,
+//! except under CI (env `CI` set), where that fails.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ORIGINAL_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/libfcgi.so.0";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>`, where cargo put both this test and `libfcgi.so`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn our_library() -> PathBuf {
+    let lib = profile_dir().join("libfcgi.so");
+    assert!(lib.is_file(), "{} was not built by cargo", lib.display());
+    lib
+}
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// False (with a message) when `path` of the original is missing outside
+/// CI; panics in CI.
+fn original_present(path: &str, what: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    assert!(!in_ci(), "{what}: {path} of the original libfcgi is missing in CI");
+    eprintln!("SKIPPED {what}: {path} is missing (install libfcgi-dev)");
+    false
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = profile_dir().join("abi-test").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Compiles `source` with `compiler` against our headers (`ours`) or the
+/// system's, runs it, and returns its output. Checks, with the dependency
+/// file, which fcgiapp.h/fastcgi.h the compiler really read.
+fn probe(compiler: &str, std: &str, source: &str, ours: bool, dir: &Path) -> String {
+    let tag = if ours { "ours" } else { "original" };
+    let exe = dir.join(format!("probe-{tag}"));
+    let deps = dir.join(format!("probe-{tag}.d"));
+    let mut cmd = Command::new(compiler);
+    cmd.env("LC_ALL", "C").args([std, "-Wall", "-Wextra", "-Werror"]);
+    if ours {
+        cmd.arg("-I").arg(repo().join("include"));
+    }
+    cmd.arg("-MD").arg("-MF").arg(&deps).arg(repo().join(source)).arg("-o").arg(&exe);
+    run(&mut cmd);
+    let read = std::fs::read_to_string(&deps).expect("dependency file");
+    for header in ["fcgiapp.h", "fastcgi.h"] {
+        let want = if ours {
+            repo().join("include").join(header)
+        } else {
+            Path::new("/usr/include").join(header)
+        };
+        assert!(read.contains(&want.display().to_string()), "{source} ({tag}) did not read {}", want.display());
+    }
+    let out = run(&mut Command::new(&exe));
+    String::from_utf8(out.stdout).expect("probe prints text")
+}
+
+/// Panics with the lines that differ.
+fn assert_same_lines(what: &str, ours: &str, original: &str) {
+    if ours == original {
+        return;
+    }
+    let mut report = String::new();
+    for (o, x) in ours.lines().zip(original.lines()) {
+        if o != x {
+            report.push_str(&format!("  ours:     {o}\n  original: {x}\n"));
+        }
+    }
+    let (no, nx) = (ours.lines().count(), original.lines().count());
+    if no != nx {
+        report.push_str(&format!("  ours has {no} lines, the original {nx}\n"));
+    }
+    panic!("{what} differs from libfcgi 2.4:\n{report}");
+}
+
+#[test]
+fn layouts_and_constants_are_the_originals() {
+    let dir = scratch("layout");
+    let ours = probe("gcc", "-std=c11", "tests/c/abi_probe.c", true, &dir);
+    // Facts that hold whatever the original says (x86-64 / LP64).
+    if cfg!(target_pointer_width = "64") {
+        for line in [
+            "FCGX_Stream size=72 align=8",
+            "FCGX_Request size=80 align=8",
+            "  FCGX_Request.in offset=8 size=8",
+            "  FCGX_Request.listen_sock offset=72 size=4",
+            "FCGI_EndRequestRecord size=16 align=1",
+            "FCGI_MAX_LENGTH = 65535 (size 4)",
+            "FCGI_MAX_CONNS = \"FCGI_MAX_CONNS\" (size 15)",
+        ] {
+            assert!(ours.lines().any(|l| l == line), "probe lacks {line:?}:\n{ours}");
+        }
+    }
+    if !original_present("/usr/include/fcgiapp.h", "layout comparison") {
+        return;
+    }
+    let original = probe("gcc", "-std=c11", "tests/c/abi_probe.c", false, &dir);
+    assert!(original.lines().count() > 90, "probe printed too little:\n{original}");
+    assert_same_lines("layout or a constant", &ours, &original);
+}
+
+#[test]
+fn prototypes_and_field_types_are_the_originals() {
+    let dir = scratch("types");
+    let ours = probe("g++", "-std=c++11", "tests/c/abi_types.cc", true, &dir);
+    if !original_present("/usr/include/fcgiapp.h", "type comparison") {
+        return;
+    }
+    let original = probe("g++", "-std=c++11", "tests/c/abi_types.cc", false, &dir);
+    assert!(original.lines().count() > 90, "probe printed too little:\n{original}");
+    assert_same_lines("a prototype or type", &ours, &original);
+}
+
+/// A defined dynamic symbol: its `nm` type letter and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Symbol {
+    kind: char,
+    size: Option<u64>,
+}
+
+/// `nm -D --defined-only -S` of a shared object.
+fn dynamic_symbols(lib: &Path) -> BTreeMap<String, Symbol> {
+    let out = run(Command::new("nm").env("LC_ALL", "C").args(["-D", "--defined-only", "-S"]).arg(lib));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut symbols = BTreeMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (size, kind, name) = match fields[..] {
+            [_addr, size, kind, name] => (u64::from_str_radix(size, 16).ok(), kind, name),
+            [_addr, kind, name] => (None, kind, name),
+            _ => panic!("unexpected nm line {line:?}"),
+        };
+        let kind = kind.chars().next().unwrap();
+        // Absolute symbols naming version nodes are not exports.
+        if kind == 'A' {
+            continue;
+        }
+        symbols.insert(name.to_string(), Symbol { kind, size });
+    }
+    symbols
+}
+
+/// Function (text) or data, whatever the section.
+fn is_function(kind: char) -> bool {
+    matches!(kind, 'T' | 't' | 'W' | 'i')
+}
+
+#[test]
+fn exports_are_the_originals() {
+    let ours = dynamic_symbols(&our_library());
+    assert!(ours.len() >= 31, "our library exports only {ours:?}");
+    if !original_present(ORIGINAL_LIBRARY, "export comparison") {
+        return;
+    }
+    let original = dynamic_symbols(Path::new(ORIGINAL_LIBRARY));
+    assert_eq!(original.len(), 89, "Debian's libfcgi.so.0 exports 89 symbols: {original:?}");
+
+    let extra: Vec<&String> = ours.keys().filter(|k| !original.contains_key(*k)).collect();
+    assert!(extra.is_empty(), "our library exports symbols the original does not: {extra:?}");
+
+    let mut missing_required = Vec::new();
+    let mut missing_os = Vec::new();
+    for (name, sym) in &original {
+        match ours.get(name) {
+            None if name.starts_with("OS_") => missing_os.push(name.as_str()),
+            None => missing_required.push(name.as_str()),
+            Some(mine) => {
+                assert_eq!(
+                    is_function(mine.kind),
+                    is_function(sym.kind),
+                    "{name} is a function in one library and data in the other ({mine:?} vs {sym:?})"
+                );
+                if !is_function(sym.kind) {
+                    assert_eq!(mine.size, sym.size, "data object {name} has another size");
+                }
+            }
+        }
+    }
+    assert!(missing_required.is_empty(), "our library lacks {missing_required:?}");
+    let fcgx = ours.keys().filter(|k| k.starts_with("FCGX_")).count();
+    assert_eq!(fcgx, 31, "all 31 FCGX_* functions");
+    if !missing_os.is_empty() {
+        eprintln!("note: the OS_* layer is not exported yet: {missing_os:?}");
+    }
+}
+
+#[test]
+fn soname_is_libfcgi_so_0_without_symbol_versions() {
+    let lib = our_library();
+    let out = run(Command::new("readelf").env("LC_ALL", "C").arg("-d").arg(&lib));
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let sonames: Vec<&str> = dynamic.lines().filter(|l| l.contains("(SONAME)")).collect();
+    assert_eq!(sonames.len(), 1, "one SONAME entry:\n{dynamic}");
+    assert!(sonames[0].contains("[libfcgi.so.0]"), "SONAME is not libfcgi.so.0: {}", sonames[0]);
+    assert!(!dynamic.contains("(VERDEF)"), "our library defines symbol versions:\n{dynamic}");
+
+    // The build also leaves the SONAME link beside the library.
+    let alias = profile_dir().join("libfcgi.so.0");
+    assert_eq!(
+        std::fs::canonicalize(&alias).ok(),
+        std::fs::canonicalize(&lib).ok(),
+        "{} does not lead to libfcgi.so",
+        alias.display()
+    );
+}
