@@ -335,6 +335,7 @@ fn peer_closes_mid_request_at_every_byte() {
             .param("B", "2")
             .stdin(b"body".to_vec()),
     );
+    let fds = app.fd_count();
     for cut in 1..wire.len() {
         let mut c = app.client();
         c.send_raw(&wire[..cut]).unwrap();
@@ -343,6 +344,8 @@ fn peer_closes_mid_request_at_every_byte() {
             app.assert_alive();
         }
     }
+    let now = app.settle_fds(fds);
+    assert!(now <= fds, "descriptors leaked: {fds} before, {now} after");
     app.assert_serves();
 }
 

@@ -417,6 +417,26 @@ impl App {
         }
     }
 
+    /// Number of open file descriptors of the process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Waits (up to 3 s, scaled) until the process has at most `limit`
+    /// descriptors open; returns the last count.
+    pub fn settle_fds(&self, limit: usize) -> usize {
+        let deadline = Instant::now() + secs(3);
+        loop {
+            let n = self.fd_count();
+            if n <= limit || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Resident memory of the process in KiB (VmRSS).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
