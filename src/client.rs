@@ -27,6 +27,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// Name-value pairs, owned (PARAMS, GET_VALUES_RESULT).
+pub type PairList = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Default size of the STDIN and DATA records [`encode_request`] produces.
 pub const DEFAULT_RECORD_SIZE: usize = 8192;
 
@@ -167,7 +170,7 @@ pub struct Request {
     pub id: u16,
     pub role: u16,
     pub keep_conn: bool,
-    pub params: Vec<(Vec<u8>, Vec<u8>)>,
+    pub params: PairList,
     pub stdin: Vec<u8>,
     /// The FCGI_DATA stream (FILTER role). `None`: no DATA records at all.
     pub data: Option<Vec<u8>>,
@@ -420,7 +423,7 @@ impl Record {
 
     /// The name-value pairs of a GET_VALUES_RESULT (or any pair block);
     /// `None` if malformed.
-    pub fn pairs(&self) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn pairs(&self) -> Option<PairList> {
         crate::protocol::pairs(&self.content)
             .map(|p| p.ok().map(|(n, v)| (n.to_vec(), v.to_vec())))
             .collect()
@@ -788,7 +791,7 @@ impl Client {
     pub fn get_values<N: AsRef<[u8]>>(
         &mut self,
         names: impl IntoIterator<Item = N>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ClientError> {
+    ) -> Result<PairList, ClientError> {
         self.send_raw(&encode_get_values(names))?;
         loop {
             let rec = self.read_record()?;
