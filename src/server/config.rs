@@ -82,6 +82,21 @@ impl Config {
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
+/// Most diagnostic lines written in one second.
+pub const LOG_LINES_PER_SECOND: u32 = 10;
+
+struct LogRate {
+    second: u64,
+    written: u32,
+    suppressed: u64,
+}
+
+static LOG_RATE: std::sync::Mutex<LogRate> = std::sync::Mutex::new(LogRate {
+    second: 0,
+    written: 0,
+    suppressed: 0,
+});
+
 /// The process configuration, read from the environment on first use.
 pub fn config() -> &'static Config {
     CONFIG.get_or_init(Config::from_env)
@@ -90,9 +105,38 @@ pub fn config() -> &'static Config {
 /// Writes one diagnostic line where `LIBFCGI_LOG` says (standard error by
 /// default, but only when it is not a socket: a web server may have closed
 /// fd 2 and a connection may now sit there).
+///
+/// At most [`LOG_LINES_PER_SECOND`] lines a second are written, so a peer
+/// that opens connections only to break them cannot flood the log; the
+/// number of lines left out is reported with the next line written.
 pub fn log(msg: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    let line = format!("libfcgi[{}]: {}\n", std::process::id(), msg);
+    if config().log == LogTarget::Off {
+        return;
+    }
+    let suppressed = {
+        let mut rate = LOG_RATE.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if rate.second != now {
+            rate.second = now;
+            rate.written = 0;
+        }
+        if rate.written >= LOG_LINES_PER_SECOND {
+            rate.suppressed += 1;
+            return;
+        }
+        rate.written += 1;
+        std::mem::take(&mut rate.suppressed)
+    };
+    let mut line = format!("libfcgi[{}]: {}\n", std::process::id(), msg);
+    if suppressed > 0 {
+        line = format!(
+            "libfcgi[{}]: ({suppressed} similar lines left out)\n{line}",
+            std::process::id()
+        );
+    }
     match &config().log {
         LogTarget::Off => {}
         LogTarget::Stderr => {

@@ -113,13 +113,19 @@ pub fn our_lib_dir() -> PathBuf {
     .clone()
 }
 
-/// Compiles `examples/<name>.c` against `headers` and returns the binary.
+/// Compiles `examples/<name>.c` (or `tests/c/<name>.c`) against `headers` and returns the binary.
 /// Binaries are cached in `target/<profile>/c-examples/<headers>/` and
 /// rebuilt when the source or the headers are newer.
 pub fn compile(name: &str, headers: Lib) -> PathBuf {
     static BUILT: Mutex<Option<HashSet<(String, Lib)>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let src = repo().join("examples").join(format!("{name}.c"));
+    // An example, or else a probe program of the tests (tests/c/).
+    let example = repo().join("examples").join(format!("{name}.c"));
+    let src = if example.exists() {
+        example
+    } else {
+        repo().join("tests").join("c").join(format!("{name}.c"))
+    };
     let dir = profile_dir().join("c-examples").join(headers.name());
     let out = dir.join(name);
     if built
