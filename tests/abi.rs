@@ -52,7 +52,10 @@ fn original_present(path: &str, what: &str) -> bool {
     if Path::new(path).exists() {
         return true;
     }
-    assert!(!in_ci(), "{what}: {path} of the original libfcgi is missing in CI");
+    assert!(
+        !in_ci(),
+        "{what}: {path} of the original libfcgi is missing in CI"
+    );
     eprintln!("SKIPPED {what}: {path} is missing (install libfcgi-dev)");
     false
 }
@@ -65,7 +68,9 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
@@ -84,11 +89,17 @@ fn probe(compiler: &str, std: &str, source: &str, ours: bool, dir: &Path) -> Str
     let exe = dir.join(format!("probe-{tag}"));
     let deps = dir.join(format!("probe-{tag}.d"));
     let mut cmd = Command::new(compiler);
-    cmd.env("LC_ALL", "C").args([std, "-Wall", "-Wextra", "-Werror"]);
+    cmd.env("LC_ALL", "C")
+        .args([std, "-Wall", "-Wextra", "-Werror"]);
     if ours {
         cmd.arg("-I").arg(repo().join("include"));
     }
-    cmd.arg("-MD").arg("-MF").arg(&deps).arg(repo().join(source)).arg("-o").arg(&exe);
+    cmd.arg("-MD")
+        .arg("-MF")
+        .arg(&deps)
+        .arg(repo().join(source))
+        .arg("-o")
+        .arg(&exe);
     run(&mut cmd);
     let read = std::fs::read_to_string(&deps).expect("dependency file");
     for header in ["fcgiapp.h", "fastcgi.h"] {
@@ -97,7 +108,11 @@ fn probe(compiler: &str, std: &str, source: &str, ours: bool, dir: &Path) -> Str
         } else {
             Path::new("/usr/include").join(header)
         };
-        assert!(read.contains(&want.display().to_string()), "{source} ({tag}) did not read {}", want.display());
+        assert!(
+            read.contains(&want.display().to_string()),
+            "{source} ({tag}) did not read {}",
+            want.display()
+        );
     }
     let out = run(&mut Command::new(&exe));
     String::from_utf8(out.stdout).expect("probe prints text")
@@ -136,14 +151,20 @@ fn layouts_and_constants_are_the_originals() {
             "FCGI_MAX_LENGTH = 65535 (size 4)",
             "FCGI_MAX_CONNS = \"FCGI_MAX_CONNS\" (size 15)",
         ] {
-            assert!(ours.lines().any(|l| l == line), "probe lacks {line:?}:\n{ours}");
+            assert!(
+                ours.lines().any(|l| l == line),
+                "probe lacks {line:?}:\n{ours}"
+            );
         }
     }
     if !original_present("/usr/include/fcgiapp.h", "layout comparison") {
         return;
     }
     let original = probe("gcc", "-std=c11", "tests/c/abi_probe.c", false, &dir);
-    assert!(original.lines().count() > 90, "probe printed too little:\n{original}");
+    assert!(
+        original.lines().count() > 90,
+        "probe printed too little:\n{original}"
+    );
     assert_same_lines("layout or a constant", &ours, &original);
 }
 
@@ -155,7 +176,10 @@ fn prototypes_and_field_types_are_the_originals() {
         return;
     }
     let original = probe("g++", "-std=c++11", "tests/c/abi_types.cc", false, &dir);
-    assert!(original.lines().count() > 90, "probe printed too little:\n{original}");
+    assert!(
+        original.lines().count() > 90,
+        "probe printed too little:\n{original}"
+    );
     assert_same_lines("a prototype or type", &ours, &original);
 }
 
@@ -168,7 +192,10 @@ struct Symbol {
 
 /// `nm -D --defined-only -S` of a shared object.
 fn dynamic_symbols(lib: &Path) -> BTreeMap<String, Symbol> {
-    let out = run(Command::new("nm").env("LC_ALL", "C").args(["-D", "--defined-only", "-S"]).arg(lib));
+    let out = run(Command::new("nm")
+        .env("LC_ALL", "C")
+        .args(["-D", "--defined-only", "-S"])
+        .arg(lib));
     let text = String::from_utf8_lossy(&out.stdout);
     let mut symbols = BTreeMap::new();
     for line in text.lines() {
@@ -201,10 +228,17 @@ fn exports_are_the_originals() {
         return;
     }
     let original = dynamic_symbols(Path::new(ORIGINAL_LIBRARY));
-    assert_eq!(original.len(), 89, "Debian's libfcgi.so.0 exports 89 symbols: {original:?}");
+    assert_eq!(
+        original.len(),
+        89,
+        "Debian's libfcgi.so.0 exports 89 symbols: {original:?}"
+    );
 
     let extra: Vec<&String> = ours.keys().filter(|k| !original.contains_key(*k)).collect();
-    assert!(extra.is_empty(), "our library exports symbols the original does not: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "our library exports symbols the original does not: {extra:?}"
+    );
 
     let mut missing_required = Vec::new();
     let mut missing_os = Vec::new();
@@ -224,7 +258,10 @@ fn exports_are_the_originals() {
             }
         }
     }
-    assert!(missing_required.is_empty(), "our library lacks {missing_required:?}");
+    assert!(
+        missing_required.is_empty(),
+        "our library lacks {missing_required:?}"
+    );
     let fcgx = ours.keys().filter(|k| k.starts_with("FCGX_")).count();
     assert_eq!(fcgx, 31, "all 31 FCGX_* functions");
     if !missing_os.is_empty() {
@@ -235,12 +272,22 @@ fn exports_are_the_originals() {
 #[test]
 fn soname_is_libfcgi_so_0_without_symbol_versions() {
     let lib = our_library();
-    let out = run(Command::new("readelf").env("LC_ALL", "C").arg("-d").arg(&lib));
+    let out = run(Command::new("readelf")
+        .env("LC_ALL", "C")
+        .arg("-d")
+        .arg(&lib));
     let dynamic = String::from_utf8_lossy(&out.stdout);
     let sonames: Vec<&str> = dynamic.lines().filter(|l| l.contains("(SONAME)")).collect();
     assert_eq!(sonames.len(), 1, "one SONAME entry:\n{dynamic}");
-    assert!(sonames[0].contains("[libfcgi.so.0]"), "SONAME is not libfcgi.so.0: {}", sonames[0]);
-    assert!(!dynamic.contains("(VERDEF)"), "our library defines symbol versions:\n{dynamic}");
+    assert!(
+        sonames[0].contains("[libfcgi.so.0]"),
+        "SONAME is not libfcgi.so.0: {}",
+        sonames[0]
+    );
+    assert!(
+        !dynamic.contains("(VERDEF)"),
+        "our library defines symbol versions:\n{dynamic}"
+    );
 
     // The build also leaves the SONAME link beside the library.
     let alias = profile_dir().join("libfcgi.so.0");

@@ -92,7 +92,10 @@ fn original_installed(what: &str) -> bool {
     let present = Path::new("/usr/include/fcgiapp.h").is_file()
         && Path::new("/usr/include/fastcgi.h").is_file();
     if !present {
-        assert!(!in_ci(), "{what}: the original headers (libfcgi-dev) are missing in CI");
+        assert!(
+            !in_ci(),
+            "{what}: the original headers (libfcgi-dev) are missing in CI"
+        );
         eprintln!("SKIPPED {what}: /usr/include/fcgiapp.h (libfcgi-dev) is not installed");
     }
     present
@@ -107,7 +110,8 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 fn assert_success(what: &str, out: &Output) {
@@ -212,12 +216,24 @@ fn check_fcgiapp_h() {
         "#define FCGI_FAIL_ACCEPT_ON_INTR 1",
         "#include <stdarg.h>",
     ] {
-        assert!(text.contains(needle), "generated fcgiapp.h lacks {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "generated fcgiapp.h lacks {needle:?}:\n{text}"
+        );
     }
-    assert!(!text.contains("*in_;"), "the field `in` kept its Rust name `in_`");
-    assert!(!text.contains("typedef struct Params"), "Params must stay an opaque struct tag");
+    assert!(
+        !text.contains("*in_;"),
+        "the field `in` kept its Rust name `in_`"
+    );
+    assert!(
+        !text.contains("typedef struct Params"),
+        "Params must stay an opaque struct tag"
+    );
     for f in FCGX_FUNCTIONS {
-        assert!(text.contains(&format!("{f}(")), "generated fcgiapp.h does not declare {f}");
+        assert!(
+            text.contains(&format!("{f}(")),
+            "generated fcgiapp.h does not declare {f}"
+        );
     }
     check_or_update("fcgiapp.h", &text);
 }
@@ -236,21 +252,34 @@ fn check_fastcgi_h() {
         "FCGI_Header header;",
         "} FCGI_UnknownTypeRecord;",
     ] {
-        assert!(text.contains(needle), "generated fastcgi.h lacks {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "generated fastcgi.h lacks {needle:?}:\n{text}"
+        );
     }
     // The string constants are hand-kept in cbindgen-fastcgi.toml: they
     // must be the Rust ones.
     let rust = std::fs::read_to_string(repo().join("src/capi/fastcgi.rs")).unwrap();
     let mut strings = 0;
     for line in rust.lines() {
-        let Some(rest) = line.strip_prefix("pub const ") else { continue };
-        let Some((name, value)) = rest.split_once(": &str = ") else { continue };
+        let Some(rest) = line.strip_prefix("pub const ") else {
+            continue;
+        };
+        let Some((name, value)) = rest.split_once(": &str = ") else {
+            continue;
+        };
         let value = value.trim_end_matches(';');
         let define = format!("#define {name} {value}");
-        assert!(text.contains(&define), "fastcgi.h lacks {define:?} (cbindgen-fastcgi.toml)");
+        assert!(
+            text.contains(&define),
+            "fastcgi.h lacks {define:?} (cbindgen-fastcgi.toml)"
+        );
         strings += 1;
     }
-    assert_eq!(strings, 3, "expected the three FCGI_GET_VALUES names in fastcgi.rs");
+    assert_eq!(
+        strings, 3,
+        "expected the three FCGI_GET_VALUES names in fastcgi.rs"
+    );
     check_or_update("fastcgi.h", &text);
 }
 
@@ -261,16 +290,29 @@ fn check_fastcgi_h() {
 fn assert_used_our_headers(deps: &Path) {
     let deps = std::fs::read_to_string(deps).expect("compiler wrote a dependency file");
     let ours = include_dir().join("fcgiapp.h");
-    assert!(deps.contains(&ours.display().to_string()), "did not read {}:\n{deps}", ours.display());
+    assert!(
+        deps.contains(&ours.display().to_string()),
+        "did not read {}:\n{deps}",
+        ours.display()
+    );
     for system in ["/usr/include/fcgiapp.h", "/usr/include/fastcgi.h"] {
-        assert!(!deps.contains(system), "read {system} instead of ours:\n{deps}");
+        assert!(
+            !deps.contains(system),
+            "read {system} instead of ours:\n{deps}"
+        );
     }
 }
 
 fn compile_object(compiler: &str, flags: &[&str], source: &Path, dir: &Path) -> Output {
     ensure_headers();
-    assert!(include_dir().join("fcgiapp.h").is_file(), "include/fcgiapp.h is missing");
-    assert!(include_dir().join("fastcgi.h").is_file(), "include/fastcgi.h is missing");
+    assert!(
+        include_dir().join("fcgiapp.h").is_file(),
+        "include/fcgiapp.h is missing"
+    );
+    assert!(
+        include_dir().join("fastcgi.h").is_file(),
+        "include/fastcgi.h is missing"
+    );
     let deps = dir.join("out.d");
     let _ = std::fs::remove_file(&deps);
     let mut cmd = Command::new(compiler);
@@ -304,18 +346,36 @@ fn headers_compile_cleanly_as_c_and_cxx() {
     std::fs::write(&c_src, body).unwrap();
     std::fs::write(&cxx_src, body).unwrap();
     let strict = ["-Wall", "-Wextra", "-Werror", "-pedantic"];
-    let c_extra = ["-Wstrict-prototypes", "-Wmissing-prototypes", "-Wshadow", "-Wcast-qual"];
+    let c_extra = [
+        "-Wstrict-prototypes",
+        "-Wmissing-prototypes",
+        "-Wshadow",
+        "-Wcast-qual",
+    ];
     for std in ["-std=c89", "-std=c99", "-std=c11", "-std=c17"] {
-        let flags: Vec<&str> = [std].iter().chain(&strict).chain(&c_extra).copied().collect();
+        let flags: Vec<&str> = [std]
+            .iter()
+            .chain(&strict)
+            .chain(&c_extra)
+            .copied()
+            .collect();
         let out = compile_object("gcc", &flags, &c_src, &dir);
         assert_success(&format!("gcc {std} on include/*.h"), &out);
-        assert!(out.stderr.is_empty(), "gcc {std} warned:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "gcc {std} warned:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for std in ["-std=c++98", "-std=c++11", "-std=c++17"] {
         let flags: Vec<&str> = [std].iter().chain(&strict).copied().collect();
         let out = compile_object("g++", &flags, &cxx_src, &dir);
         assert_success(&format!("g++ {std} on include/*.h"), &out);
-        assert!(out.stderr.is_empty(), "g++ {std} warned:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "g++ {std} warned:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -332,12 +392,15 @@ fn cxx_sees_c_linkage_for_every_function() {
     std::fs::write(&src, text).unwrap();
     let out = compile_object("g++", &["-Wall", "-Wextra", "-Werror"], &src, &dir);
     assert_success("g++ defining FCGX_* functions", &out);
-    let nm = run(Command::new("nm").arg("--defined-only").arg(dir.join("out.o")));
+    let nm = run(Command::new("nm")
+        .arg("--defined-only")
+        .arg(dir.join("out.o")));
     assert_success("nm", &nm);
     let syms = String::from_utf8_lossy(&nm.stdout);
     for name in ["FCGX_IsCGI", "FCGX_FPrintF", "FCGX_VFPrintF"] {
         assert!(
-            syms.lines().any(|l| l.split_whitespace().last() == Some(name)),
+            syms.lines()
+                .any(|l| l.split_whitespace().last() == Some(name)),
             "{name} has no C linkage in C++:\n{syms}"
         );
     }
@@ -349,14 +412,20 @@ fn every_function_carries_the_dllapi_prefix() {
     // warns exactly when its declaration carries the prefix.
     let dir = scratch("dllapi");
     let src = dir.join("dllapi.c");
-    let mut text = String::from("#define DLLAPI __attribute__((deprecated))\n#include <fcgiapp.h>\n");
+    let mut text =
+        String::from("#define DLLAPI __attribute__((deprecated))\n#include <fcgiapp.h>\n");
     text.push_str("void *use_all(int i);\nvoid *use_all(int i) {\n    void *p[] = {\n");
     for f in FCGX_FUNCTIONS {
         text.push_str(&format!("        (void *)&{f},\n"));
     }
     text.push_str("    };\n    return p[i];\n}\n");
     std::fs::write(&src, text).unwrap();
-    let out = compile_object("gcc", &["-std=c11", "-Wall", "-Wdeprecated-declarations"], &src, &dir);
+    let out = compile_object(
+        "gcc",
+        &["-std=c11", "-Wall", "-Wdeprecated-declarations"],
+        &src,
+        &dir,
+    );
     assert_success("gcc with DLLAPI defined", &out);
     let warnings = String::from_utf8_lossy(&out.stderr);
     for f in FCGX_FUNCTIONS {
@@ -367,7 +436,11 @@ fn every_function_carries_the_dllapi_prefix() {
     }
     // By default DLLAPI expands to nothing on this platform.
     let plain = dir.join("plain.c");
-    std::fs::write(&plain, "#include <fcgiapp.h>\nint x(void);\nint x(void) { return FCGX_Init(); }\n").unwrap();
+    std::fs::write(
+        &plain,
+        "#include <fcgiapp.h>\nint x(void);\nint x(void) { return FCGX_Init(); }\n",
+    )
+    .unwrap();
     let out = compile_object("gcc", &["-std=c11", "-Wall", "-Werror"], &plain, &dir);
     assert_success("gcc with default DLLAPI", &out);
 }
@@ -382,7 +455,16 @@ fn build_and_run_original_api(dir: &Path, ours: bool) -> (String, String) {
     let deps = dir.join(if ours { "ours.d" } else { "original.d" });
     let mut cmd = Command::new("gcc");
     cmd.env("LC_ALL", "C");
-    cmd.args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-D_GNU_SOURCE", "-MD", "-MF"]);
+    cmd.args([
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        "-D_GNU_SOURCE",
+        "-MD",
+        "-MF",
+    ]);
     cmd.arg(&deps);
     if ours {
         // Our headers first, then our library through a folder holding
@@ -401,12 +483,19 @@ fn build_and_run_original_api(dir: &Path, ours: bool) -> (String, String) {
     cmd.arg("-o").arg(&exe);
     let out = run(&mut cmd);
     assert_success(&format!("compiling original_api.c (ours={ours})"), &out);
-    assert!(out.stderr.is_empty(), "gcc warned:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "gcc warned:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if ours {
         assert_used_our_headers(&deps);
     } else {
         let text = std::fs::read_to_string(&deps).unwrap();
-        assert!(text.contains("/usr/include/fcgiapp.h"), "did not read the original header:\n{text}");
+        assert!(
+            text.contains("/usr/include/fcgiapp.h"),
+            "did not read the original header:\n{text}"
+        );
     }
     let out = run(Command::new(&exe)
         .arg("check")
@@ -434,7 +523,16 @@ fn a_program_for_the_original_header_compiles_unchanged_and_agrees() {
         got_err.contains(&format!("library: {}", ours.display())),
         "the program did not run with our library:\n{got_err}"
     );
-    assert!(!want_err.contains(&ours.display().to_string()), "original run used ours:\n{want_err}");
-    assert!(got.lines().count() >= 10, "self-check printed too little:\n{got}");
-    assert_eq!(got, want, "self-check output differs between our library and the original");
+    assert!(
+        !want_err.contains(&ours.display().to_string()),
+        "original run used ours:\n{want_err}"
+    );
+    assert!(
+        got.lines().count() >= 10,
+        "self-check printed too little:\n{got}"
+    );
+    assert_eq!(
+        got, want,
+        "self-check output differs between our library and the original"
+    );
 }

@@ -53,7 +53,10 @@ fn nginx_binary(test: &str) -> Option<PathBuf> {
         .map(|d| d.join("nginx"))
         .find(|p| p.is_file());
     if found.is_none() {
-        assert!(!in_ci(), "{test}: nginx is not installed (.ci/run installs nginx-light)");
+        assert!(
+            !in_ci(),
+            "{test}: nginx is not installed (.ci/run installs nginx-light)"
+        );
         eprintln!("SKIPPED {test}: nginx is not installed (apt-get install nginx-light)");
     }
     found
@@ -150,7 +153,11 @@ impl Relay {
                 thread::spawn(move || pump(back2, front2));
             }
         });
-        Relay { port, connections, stop }
+        Relay {
+            port,
+            connections,
+            stop,
+        }
     }
 
     fn connections(&self) -> usize {
@@ -194,7 +201,11 @@ struct Stack {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn nginx_conf(dir: &Path, port: u16, upstream: u16) -> String {
@@ -290,10 +301,17 @@ impl Stack {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Stack { nginx, app, relay, port, dir });
+                    return Some(Stack {
+                        nginx,
+                        app,
+                        relay,
+                        port,
+                        dir,
+                    });
                 }
                 if let Some(status) = nginx.0.try_wait().unwrap() {
-                    let log = read_lossy(&dir.0.join("error.log")) + &read_lossy(&dir.0.join("nginx.stderr"));
+                    let log = read_lossy(&dir.0.join("error.log"))
+                        + &read_lossy(&dir.0.join("nginx.stderr"));
                     if log.contains("Address already in use") {
                         break;
                     }
@@ -319,7 +337,10 @@ impl Stack {
     fn request(&self, method: &str, target: &str, body: &[u8]) -> Response {
         match http(self.port, method, target, body) {
             Ok(r) => r,
-            Err(e) => panic!("{method} {target}: {e}\nnginx error log:\n{}", self.error_log()),
+            Err(e) => panic!(
+                "{method} {target}: {e}\nnginx error log:\n{}",
+                self.error_log()
+            ),
         }
     }
 
@@ -330,7 +351,8 @@ impl Stack {
             "the application exited; its stderr:\n{}",
             read_lossy(&self.dir.0.join("app.stderr"))
         );
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.app.0.id())).expect("read maps");
+        let maps =
+            std::fs::read_to_string(format!("/proc/{}/maps", self.app.0.id())).expect("read maps");
         let ours = std::fs::canonicalize(profile_dir().join("libfcgi.so")).unwrap();
         let fcgi: Vec<&str> = maps
             .lines()
@@ -358,7 +380,9 @@ impl Stack {
 }
 
 fn read_lossy(path: &Path) -> String {
-    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -384,8 +408,14 @@ impl Response {
             .unwrap_or_else(|| panic!("no X-Env-Bytes header: {:?}", self.headers))
             .parse()
             .expect("X-Env-Bytes is a number");
-        assert!(self.body.len() > env_bytes, "body shorter than the environment");
-        assert_eq!(self.body[env_bytes], b'\n', "no empty line after the environment");
+        assert!(
+            self.body.len() > env_bytes,
+            "body shorter than the environment"
+        );
+        assert_eq!(
+            self.body[env_bytes], b'\n',
+            "no empty line after the environment"
+        );
         let env = String::from_utf8_lossy(&self.body[..env_bytes]).into_owned();
         (env, &self.body[env_bytes + 1..])
     }
@@ -401,7 +431,9 @@ fn http(port: u16, method: &str, target: &str, body: &[u8]) -> Result<Response, 
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: fcgi-nginx-test\r\n");
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: fcgi-nginx-test\r\n"
+    );
     if !body.is_empty() || method == "POST" {
         head.push_str(&format!(
             "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n",
@@ -409,7 +441,8 @@ fn http(port: u16, method: &str, target: &str, body: &[u8]) -> Result<Response, 
         ));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes()).map_err(|e| format!("send head: {e}"))?;
+    s.write_all(head.as_bytes())
+        .map_err(|e| format!("send head: {e}"))?;
     s.write_all(body).map_err(|e| format!("send body: {e}"))?;
     let mut raw = Vec::new();
     if let Err(e) = s.read_to_end(&mut raw) {
@@ -438,13 +471,18 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
     let rest = &raw[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("Transfer-Encoding") && v.eq_ignore_ascii_case("chunked"));
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("Transfer-Encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     let body = if chunked {
         dechunk(rest)?
-    } else if let Some((_, len)) = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("Content-Length")) {
-        let len: usize = len.parse().map_err(|_| format!("bad Content-Length {len:?}"))?;
+    } else if let Some((_, len)) = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+    {
+        let len: usize = len
+            .parse()
+            .map_err(|_| format!("bad Content-Length {len:?}"))?;
         if rest.len() < len {
             return Err(format!("body cut short: {} of {len} bytes", rest.len()));
         }
@@ -452,7 +490,11 @@ fn parse_response(raw: &[u8]) -> Result<Response, String> {
     } else {
         rest.to_vec()
     };
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
@@ -464,7 +506,8 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
             .ok_or("chunk size line not terminated")?;
         let size_text = String::from_utf8_lossy(&data[..eol]).into_owned();
         let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        let size = usize::from_str_radix(size_hex, 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
         data = &data[eol + 2..];
         if size == 0 {
             return Ok(body);
@@ -492,12 +535,18 @@ fn pattern(n: usize) -> Vec<u8> {
 
 #[test]
 fn get_with_a_query_string() {
-    let Some(mut stack) = Stack::start("get") else { return };
+    let Some(mut stack) = Stack::start("get") else {
+        return;
+    };
     let r = stack.request("GET", "/app/info?x=1&y=two%20words&z=%C3%A9", b"");
     assert_eq!(r.status, 200, "{r:?}\n{}", stack.error_log());
     assert_eq!(r.header("Content-Type"), Some("text/plain"));
     let env = r.env_lines();
-    assert_eq!(env.first().map(String::as_str), Some("FCGI_ROLE=RESPONDER"), "{env:?}");
+    assert_eq!(
+        env.first().map(String::as_str),
+        Some("FCGI_ROLE=RESPONDER"),
+        "{env:?}"
+    );
     for want in [
         "QUERY_STRING=x=1&y=two%20words&z=%C3%A9",
         "REQUEST_METHOD=GET",
@@ -512,7 +561,10 @@ fn get_with_a_query_string() {
     ] {
         assert!(env.iter().any(|l| l == want), "no {want:?} in {env:?}");
     }
-    assert!(!env.iter().any(|l| l.starts_with("STDERR_TEXT=")), "{env:?}");
+    assert!(
+        !env.iter().any(|l| l.starts_with("STDERR_TEXT=")),
+        "{env:?}"
+    );
     let (_, echoed) = r.env_and_echo();
     assert!(echoed.is_empty(), "a GET has no body to echo: {echoed:?}");
     stack.assert_app_runs_our_library();
@@ -521,14 +573,20 @@ fn get_with_a_query_string() {
 
 #[test]
 fn a_one_mebibyte_post_is_echoed_byte_for_byte() {
-    let Some(mut stack) = Stack::start("post") else { return };
+    let Some(mut stack) = Stack::start("post") else {
+        return;
+    };
     let body = pattern(1 << 20);
     let r = stack.request("POST", "/upload?big=1", &body);
     assert_eq!(r.status, 200, "{}", stack.error_log());
     let (env, echoed) = r.env_and_echo();
     assert!(env.lines().any(|l| l == "CONTENT_LENGTH=1048576"), "{env}");
     assert!(env.lines().any(|l| l == "REQUEST_METHOD=POST"), "{env}");
-    assert!(env.lines().any(|l| l == "CONTENT_TYPE=application/octet-stream"), "{env}");
+    assert!(
+        env.lines()
+            .any(|l| l == "CONTENT_TYPE=application/octet-stream"),
+        "{env}"
+    );
     assert_eq!(echoed.len(), body.len(), "echoed length");
     if let Some(at) = echoed.iter().zip(&body).position(|(a, b)| a != b) {
         panic!("echoed body differs from byte {at} on");
@@ -537,14 +595,23 @@ fn a_one_mebibyte_post_is_echoed_byte_for_byte() {
     let body2 = pattern(300_001);
     let r = stack.request("POST", "/upload?big=2", &body2);
     assert_eq!(r.status, 200);
-    assert!(r.env_and_echo().1 == &body2[..], "second POST not echoed exactly");
-    assert_eq!(stack.relay.connections(), 1, "nginx had to reconnect between two requests");
+    assert!(
+        r.env_and_echo().1 == &body2[..],
+        "second POST not echoed exactly"
+    );
+    assert_eq!(
+        stack.relay.connections(),
+        1,
+        "nginx had to reconnect between two requests"
+    );
     stack.assert_app_runs_our_library();
 }
 
 #[test]
 fn fifty_sequential_requests_share_kept_alive_connections() {
-    let Some(mut stack) = Stack::start("keepalive") else { return };
+    let Some(mut stack) = Stack::start("keepalive") else {
+        return;
+    };
     for i in 0..50 {
         let (method, body) = if i % 10 == 9 {
             ("POST", format!("body of request {i}").into_bytes())
@@ -554,7 +621,10 @@ fn fifty_sequential_requests_share_kept_alive_connections() {
         let r = stack.request(method, &format!("/k?i={i}"), &body);
         assert_eq!(r.status, 200, "request {i}: {}", stack.error_log());
         let (env, echoed) = r.env_and_echo();
-        assert!(env.lines().any(|l| l == format!("QUERY_STRING=i={i}")), "request {i}: {env}");
+        assert!(
+            env.lines().any(|l| l == format!("QUERY_STRING=i={i}")),
+            "request {i}: {env}"
+        );
         assert_eq!(echoed, &body[..], "request {i}");
     }
     let connections = stack.relay.connections();
@@ -569,17 +639,26 @@ fn fifty_sequential_requests_share_kept_alive_connections() {
 
 #[test]
 fn stderr_output_reaches_the_nginx_error_log() {
-    let Some(mut stack) = Stack::start("stderr") else { return };
+    let Some(mut stack) = Stack::start("stderr") else {
+        return;
+    };
     let marker = format!("stderr-marker-{}", std::process::id());
     let r = stack.request("GET", &format!("/e?stderr={marker}"), b"");
     assert_eq!(r.status, 200, "{}", stack.error_log());
     let env = r.env_lines();
-    assert!(env.iter().any(|l| *l == format!("STDERR_TEXT={marker}")), "{env:?}");
+    assert!(
+        env.iter().any(|l| *l == format!("STDERR_TEXT={marker}")),
+        "{env:?}"
+    );
     // nginx logs FCGI_STDERR data as it arrives.
     let deadline = Instant::now() + Duration::from_secs(5);
     let wanted = format!("FastCGI sent in stderr: \"{marker}\"");
     while !stack.error_log().contains(&wanted) {
-        assert!(Instant::now() < deadline, "{wanted:?} not in the error log:\n{}", stack.error_log());
+        assert!(
+            Instant::now() < deadline,
+            "{wanted:?} not in the error log:\n{}",
+            stack.error_log()
+        );
         thread::sleep(Duration::from_millis(20));
     }
     // The connection survives a request with stderr output.
@@ -594,12 +673,20 @@ fn http_helpers_parse_what_nginx_sends() {
     // The client above is hand-written: make sure its parsing is right.
     let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n5\r\nhello\r\n1;ext=x\r\n!\r\n0\r\n\r\n";
     let r = parse_response(chunked).unwrap();
-    assert_eq!((r.status, r.header("x-a"), &r.body[..]), (200, Some("1"), &b"hello!"[..]));
+    assert_eq!(
+        (r.status, r.header("x-a"), &r.body[..]),
+        (200, Some("1"), &b"hello!"[..])
+    );
     let sized = b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabcdef";
     let r = parse_response(sized).unwrap();
     assert_eq!((r.status, &r.body[..]), (404, &b"abc"[..]));
     assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort").is_err());
-    assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel").is_err());
+    assert!(
+        parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel").is_err()
+    );
     let p = pattern(4096);
-    assert!((0..=255u8).all(|b| p.contains(&b)), "pattern covers every byte value");
+    assert!(
+        (0..=255u8).all(|b| p.contains(&b)),
+        "pattern covers every byte value"
+    );
 }

@@ -208,7 +208,12 @@ impl FCGI_BeginRequestBody {
     /// A body for `role` with `flags` (e.g. FCGI_KEEP_CONN).
     pub const fn new(role: u16, flags: u8) -> Self {
         let [roleB1, roleB0] = role.to_be_bytes();
-        FCGI_BeginRequestBody { roleB1, roleB0, flags, reserved: [0; 5] }
+        FCGI_BeginRequestBody {
+            roleB1,
+            roleB0,
+            flags,
+            reserved: [0; 5],
+        }
     }
 
     /// The role (`roleB1`, `roleB0`).
@@ -233,7 +238,12 @@ impl FCGI_EndRequestBody {
 
     /// The application status (`appStatusB3` .. `appStatusB0`).
     pub const fn app_status(&self) -> u32 {
-        u32::from_be_bytes([self.appStatusB3, self.appStatusB2, self.appStatusB1, self.appStatusB0])
+        u32::from_be_bytes([
+            self.appStatusB3,
+            self.appStatusB2,
+            self.appStatusB1,
+            self.appStatusB0,
+        ])
     }
 }
 
@@ -281,7 +291,13 @@ mod tests {
         assert_eq!(FCGI_BeginRequestBody::new(0x0201, 0).role(), 0x0201);
         let e = FCGI_EndRequestBody::new(0x8000_0102, FCGI_OVERLOADED as u8);
         assert_eq!(
-            [e.appStatusB3, e.appStatusB2, e.appStatusB1, e.appStatusB0, e.protocolStatus],
+            [
+                e.appStatusB3,
+                e.appStatusB2,
+                e.appStatusB1,
+                e.appStatusB0,
+                e.protocolStatus
+            ],
             [0x80, 0, 1, 2, 2]
         );
         assert_eq!(e.app_status(), 0x8000_0102);
