@@ -94,7 +94,6 @@ typedef struct FCGX_Stream {
 /**
  * State of one request, allocated by the caller and set up with
  * `FCGX_InitRequest`.
- *
  */
 typedef struct FCGX_Request {
     /**
@@ -231,7 +230,7 @@ DLLAPI void FCGX_Free(struct FCGX_Request *request, int close);
  * Each argument is NULL or points to writable storage of its type.
  */
 DLLAPI
-int FCGX_Accept(struct FCGX_Stream **in_,
+int FCGX_Accept(struct FCGX_Stream **in,
                 struct FCGX_Stream **out,
                 struct FCGX_Stream **err,
                 FCGX_ParamArray *envp);

@@ -208,7 +208,7 @@ pub(crate) fn with_global_request<T>(f: impl FnOnce(*mut FCGX_Request) -> T) -> 
 /// Each argument is NULL or points to writable storage of its type.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn FCGX_Accept(
-    in_: *mut *mut FCGX_Stream,
+    r#in: *mut *mut FCGX_Stream,
     out: *mut *mut FCGX_Stream,
     err: *mut *mut FCGX_Stream,
     envp: *mut FCGX_ParamArray,
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn FCGX_Accept(
             let ok = rc == 0;
             // SAFETY: each destination is NULL or writable per the contract.
             unsafe {
-                if let Some(p) = in_.as_mut() {
+                if let Some(p) = r#in.as_mut() {
                     *p = if ok { r.in_ } else { null_mut() };
                 }
                 if let Some(p) = out.as_mut() {

@@ -51,7 +51,6 @@ pub type FCGX_ParamArray = *mut *mut c_char;
 
 /// State of one request, allocated by the caller and set up with
 /// `FCGX_InitRequest`.
-///
 /// cbindgen:field-names=[requestId, role, in, out, err, envp, paramsPtr, ipcFd, isBeginProcessed, keepConnection, appStatus, nWriters, flags, listen_sock, detached]
 #[repr(C)]
 pub struct FCGX_Request {
