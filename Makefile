@@ -1,0 +1,59 @@
+# Builds with cargo and installs the same layout as libfcgi's
+# `./configure && make install`:
+#   $(PREFIX)/lib/libfcgi.so.0.0.0, libfcgi.so.0 -> it, libfcgi.so -> libfcgi.so.0
+#   $(PREFIX)/lib/libfcgi.a
+#   $(PREFIX)/include/fcgiapp.h fcgi_stdio.h fastcgi.h
+#   $(PREFIX)/lib/pkgconfig/fcgi.pc
+#   $(PREFIX)/bin/fcgi-client
+# Usage: make && sudo make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall.
+# (A plain Makefile rather than cargo-c: nothing to install first, and the
+# layout is spelled out here line by line.)
+
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+PCDIR   ?= $(LIBDIR)/pkgconfig
+CARGO   ?= cargo
+INSTALL ?= install
+
+# The libfcgi API level this library implements, and our own version.
+API_VERSION := 2.4.7
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+HEADERS := $(wildcard include/fcgiapp.h include/fcgi_stdio.h include/fastcgi.h)
+
+.PHONY: all install uninstall clean demo test
+
+all:
+	$(CARGO) build --release --lib -p fcgi
+	$(CARGO) build --release -p fcgi-cli
+
+fcgi.pc: fcgi.pc.in Cargo.toml
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@API_VERSION@|$(API_VERSION)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+install: all fcgi.pc
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 755 target/release/libfcgi.so $(DESTDIR)$(LIBDIR)/libfcgi.so.0.0.0
+	ln -sf libfcgi.so.0.0.0 $(DESTDIR)$(LIBDIR)/libfcgi.so.0
+	ln -sf libfcgi.so.0 $(DESTDIR)$(LIBDIR)/libfcgi.so
+	$(INSTALL) -m 644 target/release/libfcgi.a $(DESTDIR)$(LIBDIR)/libfcgi.a
+	$(INSTALL) -m 644 $(HEADERS) $(DESTDIR)$(INCDIR)/
+	$(INSTALL) -m 644 fcgi.pc $(DESTDIR)$(PCDIR)/fcgi.pc
+	$(INSTALL) -m 755 target/release/fcgi-client $(DESTDIR)$(BINDIR)/fcgi-client
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libfcgi.so.0.0.0 $(DESTDIR)$(LIBDIR)/libfcgi.so.0 \
+	      $(DESTDIR)$(LIBDIR)/libfcgi.so $(DESTDIR)$(LIBDIR)/libfcgi.a \
+	      $(DESTDIR)$(PCDIR)/fcgi.pc $(DESTDIR)$(BINDIR)/fcgi-client
+	rm -f $(addprefix $(DESTDIR)$(INCDIR)/,$(notdir $(HEADERS)))
+
+demo:
+	scripts/demo.sh
+
+test:
+	bash .ci/run
+
+clean:
+	$(CARGO) clean
+	rm -f fcgi.pc
