@@ -37,6 +37,18 @@ pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// The calling thread's kernel id (async-signal-safe).
+pub fn gettid() -> i32 {
+    // SAFETY: gettid cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Sends `sig` to thread `tid` of this process (async-signal-safe).
+pub fn signal_thread(tid: i32, sig: i32) {
+    // SAFETY: plain syscall; a thread that has gone only makes it fail.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, sig) };
+}
+
 /// Reads into `buf`, retrying on EINTR. `Ok(0)` is end of file.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -380,11 +392,13 @@ pub fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
 /// Installs the signal conventions of libfcgi (see `capi::init`): an empty
 /// SIGPIPE handler, and `on_shutdown` for SIGUSR1 and SIGTERM, each only
 /// where the program left the default or ignore disposition. No
-/// SA_RESTART, so a blocked `accept()` returns EINTR.
+/// SA_RESTART, so a blocked `accept()` returns EINTR. Returns the signals
+/// that got a handler.
 pub fn install_signal_handlers(
     on_pipe: extern "C" fn(libc::c_int),
     on_shutdown: extern "C" fn(libc::c_int),
-) {
+) -> Vec<i32> {
+    let mut installed = Vec::new();
     for (sig, handler) in [
         (libc::SIGPIPE, on_pipe),
         (libc::SIGUSR1, on_shutdown),
@@ -405,7 +419,10 @@ pub fn install_signal_handlers(
             sa.sa_sigaction = handler as usize;
             sa.sa_flags = 0;
             libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) == 0 {
+                installed.push(sig);
+            }
         }
     }
+    installed
 }

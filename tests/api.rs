@@ -275,3 +275,19 @@ fn open_socket_errors_return_minus_one() {
     assert_eq!(out.status.code(), Some(1));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sigterm_ends_every_thread_blocked_in_accept() {
+    // threaded.c: several threads each blocked in FCGX_Accept_r on one
+    // socket; main joins them. libfcgi only woke the thread that received
+    // the signal, so the process hung until the others got a request.
+    let mut app = App::under_test("threaded");
+    app.assert_serves();
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(app.pid() as i32, libc::SIGTERM) }, 0);
+    assert!(
+        wait_exit(&mut app, secs(3)),
+        "some threads stayed blocked in accept after SIGTERM"
+    );
+}

@@ -2,7 +2,7 @@
 //! `FCGX_ShutdownPending`.
 
 use crate::server::config;
-use crate::server::listen::{BindAddr, request_shutdown};
+use crate::server::listen::{BindAddr, request_shutdown, set_wake_signal, shutdown_signal};
 use crate::sys;
 use std::ffi::{CStr, c_char, c_int};
 use std::os::fd::IntoRawFd;
@@ -16,15 +16,22 @@ static MODE: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_sigpipe(_: c_int) {}
 
-extern "C" fn on_shutdown_signal(_: c_int) {
-    request_shutdown();
+extern "C" fn on_shutdown_signal(sig: c_int) {
+    shutdown_signal(sig);
 }
 
 /// Reads the environment and installs libfcgi's signal conventions (once).
 pub(crate) fn ensure_init() {
     INIT.call_once(|| {
         config::config();
-        sys::install_signal_handlers(on_sigpipe, on_shutdown_signal);
+        let installed = sys::install_signal_handlers(on_sigpipe, on_shutdown_signal);
+        // Prefer SIGUSR1 for waking threads: it is the quieter of the two.
+        for sig in [libc::SIGUSR1, libc::SIGTERM] {
+            if installed.contains(&sig) {
+                set_wake_signal(sig);
+                break;
+            }
+        }
     });
 }
 

@@ -7,7 +7,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// Where `FCGX_OpenSocket` listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,9 +75,71 @@ impl BindAddr {
 
 static SHUTDOWN_PENDING: AtomicBool = AtomicBool::new(false);
 
-/// Asks accept loops to stop (`FCGX_ShutdownPending`); async-signal-safe.
+/// Most threads that can be woken out of `accept()` at once; more threads
+/// still stop, but only at their next wake-up.
+const MAX_WAITERS: usize = 256;
+/// Kernel thread ids of the threads blocked in `accept()` (0 = free slot).
+static WAITERS: [AtomicI32; MAX_WAITERS] = [const { AtomicI32::new(0) }; MAX_WAITERS];
+/// A signal whose handler is the library's shutdown handler (0: none), used
+/// to interrupt the `accept()` of the other threads.
+static WAKE_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Records that the library's shutdown handler is installed for `sig`.
+pub fn set_wake_signal(sig: i32) {
+    let _ = WAKE_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+fn wake_waiters(sig: i32) {
+    if sig == 0 {
+        return;
+    }
+    let me = sys::gettid();
+    for w in &WAITERS {
+        let tid = w.load(Ordering::SeqCst);
+        if tid != 0 && tid != me {
+            sys::signal_thread(tid, sig);
+        }
+    }
+}
+
+/// Asks accept loops to stop (`FCGX_ShutdownPending`): threads blocked in
+/// `accept()` are interrupted (when the library's handler is installed for
+/// SIGUSR1 or SIGTERM) and every later accept returns EINTR.
+/// Async-signal-safe.
 pub fn request_shutdown() {
-    SHUTDOWN_PENDING.store(true, Ordering::SeqCst);
+    if !SHUTDOWN_PENDING.swap(true, Ordering::SeqCst) {
+        wake_waiters(WAKE_SIGNAL.load(Ordering::SeqCst));
+    }
+}
+
+/// The shutdown handler's body for signal `sig`: like
+/// [`request_shutdown`], waking the other waiting threads with `sig`.
+/// Async-signal-safe.
+pub fn shutdown_signal(sig: i32) {
+    if !SHUTDOWN_PENDING.swap(true, Ordering::SeqCst) {
+        wake_waiters(sig);
+    }
+}
+
+/// A thread's registration as blocked in accept, removed on drop.
+struct Waiting(Option<usize>);
+
+impl Waiting {
+    fn register() -> Waiting {
+        let tid = sys::gettid();
+        Waiting(WAITERS.iter().position(|w| {
+            w.compare_exchange(0, tid, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        }))
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(i) = self.0 {
+            WAITERS[i].store(0, Ordering::SeqCst);
+        }
+    }
 }
 
 pub fn shutdown_pending() -> bool {
@@ -113,6 +175,7 @@ pub fn accept_connection(
     fail_on_intr: bool,
     cfg: &Config,
 ) -> io::Result<Accepted> {
+    let _waiting = Waiting::register();
     loop {
         if shutdown_pending() {
             return Err(io::Error::from_raw_os_error(libc::EINTR));
