@@ -6,6 +6,12 @@
 //!   `tests/c/abi_types.cc` prints the C++ type of every function, field
 //!   and constant. Each is compiled against our `include/` and against the
 //!   original headers in /usr/include, and the outputs must be identical.
+//! * `tests/c/abi_stdio_probe.c` does the same for `fcgi_stdio.h`: the
+//!   layout of `FCGI_FILE`, the sizes of `_fcgi_sF`'s elements and of the
+//!   wrappers' results, and what every macro (FILE, stdin, printf, ...,
+//!   FCGI_stdin, FCGI_ToFILE) expands to; `tests/c/abi_stdio_types.cc`
+//!   prints the C++ type of every `FCGI_*` function (fgetpos/fsetpos with
+//!   HAVE_FPOS), of `FCGI_FILE`'s fields and of `_fcgi_sF`.
 //! * The dynamic symbols of our `libfcgi.so` (the one cargo built next to
 //!   this test, in `target/<profile>/`) are a subset of the original's, with
 //!   every `FCGX_*`, `FCGI_*` and `_fcgi_sF` present, of the same kind, and
@@ -85,6 +91,26 @@ fn run(cmd: &mut Command) -> Output {
 /// system's, runs it, and returns its output. Checks, with the dependency
 /// file, which fcgiapp.h/fastcgi.h the compiler really read.
 fn probe(compiler: &str, std: &str, source: &str, ours: bool, dir: &Path) -> String {
+    probe_reading(
+        compiler,
+        std,
+        source,
+        ours,
+        dir,
+        &["fcgiapp.h", "fastcgi.h"],
+    )
+}
+
+/// [`probe`], checking that the compiler read `headers` from the chosen
+/// include folder.
+fn probe_reading(
+    compiler: &str,
+    std: &str,
+    source: &str,
+    ours: bool,
+    dir: &Path,
+    headers: &[&str],
+) -> String {
     let tag = if ours { "ours" } else { "original" };
     let exe = dir.join(format!("probe-{tag}"));
     let deps = dir.join(format!("probe-{tag}.d"));
@@ -102,7 +128,7 @@ fn probe(compiler: &str, std: &str, source: &str, ours: bool, dir: &Path) -> Str
         .arg(&exe);
     run(&mut cmd);
     let read = std::fs::read_to_string(&deps).expect("dependency file");
-    for header in ["fcgiapp.h", "fastcgi.h"] {
+    for header in headers {
         let want = if ours {
             repo().join("include").join(header)
         } else {
@@ -181,6 +207,108 @@ fn prototypes_and_field_types_are_the_originals() {
         "probe printed too little:\n{original}"
     );
     assert_same_lines("a prototype or type", &ours, &original);
+}
+
+#[test]
+fn fcgi_file_layout_and_stdio_macros_are_the_originals() {
+    let dir = scratch("stdio-layout");
+    let headers = ["fcgi_stdio.h", "fcgiapp.h"];
+    let ours = probe_reading(
+        "gcc",
+        "-std=c11",
+        "tests/c/abi_stdio_probe.c",
+        true,
+        &dir,
+        &headers,
+    );
+    if cfg!(target_pointer_width = "64") {
+        for line in [
+            "FCGI_FILE size=16 align=8",
+            "  FCGI_FILE.stdio_stream offset=0 size=8",
+            "  FCGI_FILE.fcgx_stream offset=8 size=8",
+            "sizeof(_fcgi_sF[0]) = 16",
+            "sizeof(*FCGI_stderr) = 16",
+            "sizeof(FCGI_ftell(FCGI_stdin)) = 4",
+            "FCGI_stdin -> (&_fcgi_sF[0])",
+            "stderr -> (&_fcgi_sF[2])",
+            "getc -> FCGI_fgetc",
+            "putc -> FCGI_fputc",
+            "FCGI_ToFILE(fp) -> (fp->stdio_stream)",
+            "scanf -> scanf",
+        ] {
+            assert!(
+                ours.lines().any(|l| l == line),
+                "probe lacks {line:?}:\n{ours}"
+            );
+        }
+    }
+    if !original_present(
+        "/usr/include/fcgi_stdio.h",
+        "fcgi_stdio.h layout comparison",
+    ) {
+        return;
+    }
+    let original = probe_reading(
+        "gcc",
+        "-std=c11",
+        "tests/c/abi_stdio_probe.c",
+        false,
+        &dir,
+        &headers,
+    );
+    assert!(
+        original.lines().count() > 60,
+        "probe printed too little:\n{original}"
+    );
+    assert_same_lines(
+        "an FCGI_FILE layout or an fcgi_stdio.h macro",
+        &ours,
+        &original,
+    );
+}
+
+#[test]
+fn stdio_prototypes_are_the_originals() {
+    let dir = scratch("stdio-types");
+    let headers = ["fcgi_stdio.h", "fcgiapp.h"];
+    let ours = probe_reading(
+        "g++",
+        "-std=c++11",
+        "tests/c/abi_stdio_types.cc",
+        true,
+        &dir,
+        &headers,
+    );
+    assert_eq!(
+        ours.lines().filter(|l| l.starts_with("fn FCGI_")).count(),
+        39,
+        "all 39 FCGI_* functions:\n{ours}"
+    );
+    if !original_present("/usr/include/fcgi_stdio.h", "fcgi_stdio.h type comparison") {
+        return;
+    }
+    let original = probe_reading(
+        "g++",
+        "-std=c++11",
+        "tests/c/abi_stdio_types.cc",
+        false,
+        &dir,
+        &headers,
+    );
+    assert_same_lines("an fcgi_stdio.h prototype or type", &ours, &original);
+}
+
+#[test]
+fn fcgi_sf_is_three_fcgi_files_of_data() {
+    // Programs copy-relocate _fcgi_sF with the size the library's symbol
+    // has: it must be three FCGI_FILEs (48 bytes on LP64), data, exported.
+    let ours = dynamic_symbols(&our_library());
+    let sym = ours.get("_fcgi_sF").expect("our library exports _fcgi_sF");
+    assert!(!is_function(sym.kind), "_fcgi_sF is not data: {sym:?}");
+    let file = 2 * std::mem::size_of::<usize>() as u64;
+    assert_eq!(sym.size, Some(3 * file), "_fcgi_sF size");
+    let fcgi = ours.keys().filter(|k| k.starts_with("FCGI_")).count();
+    assert_eq!(fcgi, 39, "all 39 FCGI_* functions are exported");
 }
 
 /// A defined dynamic symbol: its `nm` type letter and size.
