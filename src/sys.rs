@@ -426,3 +426,115 @@ pub fn install_signal_handlers(
     }
     installed
 }
+
+// ---- additions for the OS layer (capi::os) ---------------------------------
+
+/// Whether `fd` is an open descriptor of this process.
+pub fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor flags; an invalid number
+    // makes the call fail with EBADF.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
+}
+
+/// `shutdown(fd, SHUT_RD)`: no more input is wanted.
+pub fn shutdown_read(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed descriptor.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RD) }).map(drop)
+}
+
+/// Adds `flags` (`O_NONBLOCK`, `O_APPEND`, ...) to the file status flags.
+pub fn add_status_flags(fd: BorrowedFd<'_>, flags: i32) -> io::Result<()> {
+    // SAFETY: F_GETFL takes no argument and only reads the flags.
+    let old = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: F_SETFL takes an int argument; the kernel ignores the bits it
+    // does not allow to change.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, old | flags) }).map(drop)
+}
+
+/// `poll()` on a caller-built set; EINTR is returned to the caller.
+/// Returns how many entries have events.
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: fds is a valid, writable array of fds.len() pollfds.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    cvt(r).map(|n| n as usize)
+}
+
+/// A connected TCP socket to `addr`: blocking and, like libfcgi's, not
+/// close-on-exec. A signal during the connection wait does not abandon it:
+/// the wait goes on until the kernel reports the outcome.
+pub fn tcp_connect(addr: SocketAddr) -> io::Result<OwnedFd> {
+    // SAFETY: zeroed sockaddr_storage is a valid "no address"; the arms
+    // below fill it as a sockaddr_in or sockaddr_in6, which it can hold.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let (family, len) = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            let sin = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            (libc::AF_INET, size_of::<libc::sockaddr_in>())
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            (libc::AF_INET6, size_of::<libc::sockaddr_in6>())
+        }
+    };
+    let fd = new_socket(family)?;
+    // SAFETY: storage holds a complete address of `len` bytes.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const storage).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    match cvt(r) {
+        Ok(_) => Ok(fd),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            finish_interrupted_connect(std::os::fd::AsFd::as_fd(&fd))?;
+            Ok(fd)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// After `connect()` returned EINTR the connection attempt continues in
+/// the kernel: wait until the socket is writable, then read its outcome.
+fn finish_interrupted_connect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut p = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    }];
+    loop {
+        match poll_fds(&mut p, -1) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut err: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: err is a live c_int and len gives its size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut err).cast(),
+            &mut len,
+        )
+    };
+    cvt(r)?;
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    Ok(())
+}

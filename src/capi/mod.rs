@@ -18,6 +18,7 @@ macro_rules! ffi_guard {
 pub mod fastcgi;
 mod handle;
 pub mod init;
+pub mod os;
 pub mod request;
 pub mod stdio;
 pub mod stream;
