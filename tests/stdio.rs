@@ -58,7 +58,8 @@ impl Spawned {
     fn loaded_ours(&self) -> bool {
         let maps =
             std::fs::read_to_string(format!("/proc/{}/maps", self.child.id())).unwrap_or_default();
-        maps.contains(&*our_lib_dir().to_string_lossy()) || maps.contains("/target/")
+        let ours = std::fs::canonicalize(common::our_library()).unwrap();
+        maps.contains(&*ours.to_string_lossy())
     }
 
     /// SIGTERM, then the exit status.

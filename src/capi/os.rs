@@ -190,34 +190,11 @@ pub unsafe extern "C" fn OS_FcgiConnect(bind_path: *mut c_char) -> c_int {
     })
 }
 
-/// Which peers `OS_Accept` lets in.
-enum Allow {
-    All,
-    Only(Config),
-}
-
-impl Allow {
-    /// A comma-separated list of addresses; NULL or blank allows everyone.
-    fn parse(list: Option<&[u8]>) -> Allow {
-        let text = String::from_utf8_lossy(list.unwrap_or(b""));
-        if text.trim().is_empty() {
-            return Allow::All;
-        }
-        // An empty `web_server_addrs` would mean "everyone": a list with no
-        // valid entry lets nobody in instead (like libfcgi, which compared
-        // each peer with INADDR_NONE then).
-        Allow::Only(Config {
-            web_server_addrs: config::parse_addr_list(&text),
-            ..config::config().clone()
-        })
-    }
-
-    fn allows(&self, peer: &Peer) -> bool {
-        match (self, peer) {
-            (Allow::All, _) | (_, Peer::Local) | (_, Peer::Other) => true,
-            (Allow::Only(cfg), Peer::Ip(ip)) => !cfg.web_server_addrs.is_empty() && cfg.allows(*ip),
-        }
-    }
+/// The allowlist given to `OS_Accept`: NULL or blank allows everyone; a
+/// list with no valid address lets nobody in.
+fn allowlist(list: Option<&[u8]>) -> Option<Vec<std::net::IpAddr>> {
+    let text = String::from_utf8_lossy(list.unwrap_or(b""));
+    (!text.trim().is_empty()).then(|| config::parse_addr_list(&text))
 }
 
 /// Accepts the next connection on `listen_sock` whose peer is in
@@ -241,30 +218,18 @@ pub unsafe extern "C" fn OS_Accept(
             return fail(libc::EBADF);
         }
         // SAFETY: NULL or NUL-terminated per the contract above.
-        let allow = Allow::parse(unsafe { c_bytes(web_server_addrs) });
-        let everyone = Config {
-            web_server_addrs: Vec::new(),
+        let cfg = Config {
+            web_server_addrs: allowlist(unsafe { c_bytes(web_server_addrs) }),
             ..config::config().clone()
         };
-        let listen_fd = sys::borrow_fd(listen_sock);
-        loop {
-            match listen::accept_connection(listen_fd, fail_on_intr != 0, &everyone) {
-                Ok(a) => {
-                    if !allow.allows(&a.peer) {
-                        if let Peer::Ip(ip) = a.peer {
-                            config::log(format_args!(
-                                "connection from {ip} refused: not in the web server list"
-                            ));
-                        }
-                        continue;
-                    }
-                    if let Peer::Ip(_) = a.peer {
-                        let _ = sys::set_nodelay(std::os::fd::AsFd::as_fd(&a.fd));
-                    }
-                    return a.fd.into_raw_fd();
+        match listen::accept_connection(sys::borrow_fd(listen_sock), fail_on_intr != 0, &cfg) {
+            Ok(a) => {
+                if let Peer::Ip(_) = a.peer {
+                    let _ = sys::set_nodelay(std::os::fd::AsFd::as_fd(&a.fd));
                 }
-                Err(e) => return fail_with(&e),
+                a.fd.into_raw_fd()
             }
+            Err(e) => fail_with(&e),
         }
     })
 }

@@ -13,8 +13,10 @@ pub const DEFAULT_CLOSE_TIMEOUT_MS: i32 = 2000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Peers allowed to connect over TCP (`FCGI_WEB_SERVER_ADDRS`); empty = all.
-    pub web_server_addrs: Vec<IpAddr>,
+    /// Peers allowed to connect over TCP (`FCGI_WEB_SERVER_ADDRS`); `None`
+    /// (unset or empty variable) = all. A list in which no entry is an
+    /// address lets nobody in.
+    pub web_server_addrs: Option<Vec<IpAddr>>,
     /// Bound on a request's PARAMS bytes (`LIBFCGI_MAX_PARAMS_SIZE`).
     pub max_params_size: usize,
     /// How long a closed connection with unread input is drained
@@ -50,9 +52,7 @@ impl Config {
             Some(path) => LogTarget::File(path.into()),
         };
         Config {
-            web_server_addrs: var("FCGI_WEB_SERVER_ADDRS")
-                .map(|v| parse_addr_list(&v))
-                .unwrap_or_default(),
+            web_server_addrs: var("FCGI_WEB_SERVER_ADDRS").map(|v| parse_addr_list(&v)),
             max_params_size: var("LIBFCGI_MAX_PARAMS_SIZE")
                 .and_then(|v| v.parse().ok())
                 .filter(|&n: &usize| n > 0)
@@ -69,14 +69,14 @@ impl Config {
     /// Whether a TCP peer may talk to us. IPv4-mapped IPv6 peers are
     /// compared as IPv4.
     pub fn allows(&self, peer: IpAddr) -> bool {
-        if self.web_server_addrs.is_empty() {
+        let Some(list) = &self.web_server_addrs else {
             return true;
-        }
+        };
         let peer = match peer {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
             v4 => v4,
         };
-        self.web_server_addrs.contains(&peer)
+        list.contains(&peer)
     }
 }
 
@@ -166,11 +166,16 @@ mod tests {
         let l = parse_addr_list("127.0.0.1, 10.0.0.2,bogus,::1 ");
         assert_eq!(l.len(), 3);
         let mut c = Config::from_env();
-        c.web_server_addrs = l;
+        c.web_server_addrs = Some(l);
         assert!(c.allows("127.0.0.1".parse().unwrap()));
         assert!(c.allows("::ffff:10.0.0.2".parse().unwrap()));
         assert!(!c.allows("10.0.0.3".parse().unwrap()));
-        c.web_server_addrs.clear();
+        c.web_server_addrs = Some(parse_addr_list("garbage, more garbage"));
+        assert!(
+            !c.allows("127.0.0.1".parse().unwrap()),
+            "a list of no addresses must not fail open"
+        );
+        c.web_server_addrs = None;
         assert!(c.allows("10.0.0.3".parse().unwrap()));
     }
 }
