@@ -812,16 +812,19 @@ mod tests {
 
     #[test]
     fn allowlist_parsing() {
-        let v4 = |s: &str| Peer::Ip(s.parse().unwrap());
-        assert!(Allow::parse(None).allows(&v4("10.1.1.1")));
-        assert!(Allow::parse(Some(b" ")).allows(&v4("10.1.1.1")));
-        let a = Allow::parse(Some(b"127.0.0.1,10.0.0.2"));
-        assert!(a.allows(&v4("127.0.0.1")));
-        assert!(a.allows(&v4("10.0.0.2")));
-        assert!(!a.allows(&v4("10.0.0.3")));
-        assert!(a.allows(&Peer::Local));
-        let none = Allow::parse(Some(b"bogus"));
-        assert!(!none.allows(&v4("127.0.0.1")));
+        let allows = |list: Option<&[u8]>, ip: &str| {
+            let cfg = Config {
+                web_server_addrs: allowlist(list),
+                ..config::config().clone()
+            };
+            cfg.allows(ip.parse().unwrap())
+        };
+        assert!(allows(None, "10.1.1.1"));
+        assert!(allows(Some(b" "), "10.1.1.1"));
+        assert!(allows(Some(b"127.0.0.1,10.0.0.2"), "127.0.0.1"));
+        assert!(allows(Some(b"127.0.0.1,10.0.0.2"), "10.0.0.2"));
+        assert!(!allows(Some(b"127.0.0.1,10.0.0.2"), "10.0.0.3"));
+        assert!(!allows(Some(b"bogus"), "127.0.0.1"));
     }
 
     #[test]
