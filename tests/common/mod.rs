@@ -19,6 +19,8 @@
 
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use fcgi::client::{Client, Request, Response};
 use std::collections::HashSet;
 use std::net::TcpListener;
