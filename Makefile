@@ -22,7 +22,7 @@ API_VERSION := 2.4.7
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 HEADERS := $(wildcard include/fcgiapp.h include/fcgi_stdio.h include/fastcgi.h)
 
-.PHONY: all install uninstall clean demo test
+.PHONY: all install uninstall clean demo test windows
 
 all:
 	$(CARGO) build --release --lib -p fcgi
@@ -50,6 +50,28 @@ uninstall:
 
 demo:
 	scripts/demo.sh
+
+# Windows (cross-built with mingw-w64; README, Windows): libfcgi.dll, its
+# import library libfcgi.dll.a (for mingw gcc: -L$(WIN_OUT) -lfcgi) and
+# libfcgi.def (the export list, for `lib /def:libfcgi.def` with MSVC), in
+# $(WIN_OUT). cargo names the DLL fcgi.dll after the crate; build.rs makes it
+# call itself libfcgi.dll and makes cargo's libfcgi.dll.a import from that
+# name, so the copy below is all the renaming needed.
+WIN_TARGET ?= x86_64-pc-windows-gnu
+MINGW      ?= x86_64-w64-mingw32-
+WIN_BUILD  := target/$(WIN_TARGET)/release
+WIN_OUT    ?= target/windows
+
+windows:
+	$(CARGO) build --release --lib -p fcgi --target $(WIN_TARGET)
+	mkdir -p $(WIN_OUT)
+	cp $(WIN_BUILD)/fcgi.dll $(WIN_OUT)/libfcgi.dll
+	cp $(WIN_BUILD)/libfcgi.dll.a $(WIN_OUT)/libfcgi.dll.a
+	{ echo 'LIBRARY libfcgi.dll'; echo 'EXPORTS'; \
+	  $(MINGW)objdump -p $(WIN_OUT)/libfcgi.dll \
+	  | sed -n '/\[Ordinal\/Name Pointer\] Table/,/^$$/s/^\s*\[ *[0-9]*\] \(.*\)$$/\1/p' \
+	  | sed 's/^_fcgi_sF$$/_fcgi_sF DATA/'; } > $(WIN_OUT)/libfcgi.def
+	@echo "$(WIN_OUT): libfcgi.dll, libfcgi.dll.a, libfcgi.def ($$(grep -c '^[A-Z_]' $(WIN_OUT)/libfcgi.def | awk '{print $$1-2}') exports)"
 
 test:
 	bash .ci/run

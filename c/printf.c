@@ -7,6 +7,20 @@
  * FCGX_PutStr. Short results use a stack buffer; longer ones one heap
  * buffer of the exact size.
  */
+/*
+ * Windows: these functions are exports of libfcgi.dll like the Rust ones
+ * (the Rust linker's export list names only Rust symbols), and the C
+ * runtime's printf family is mingw-w64's C99 one (msvcrt's vsnprintf
+ * returns -1 on truncation and lacks C99 conversions).
+ */
+#if defined(__MINGW32__) && !defined(__USE_MINGW_ANSI_STDIO)
+#define __USE_MINGW_ANSI_STDIO 1
+#endif
+#if defined(_WIN32)
+#define FCGI_EXPORT __declspec(dllexport)
+#else
+#define FCGI_EXPORT
+#endif
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,10 +28,10 @@
 
 typedef struct FCGX_Stream FCGX_Stream;
 int FCGX_PutStr(const char *str, int n, FCGX_Stream *stream);
-int FCGX_VFPrintF(FCGX_Stream *stream, const char *format, va_list arg);
-int FCGX_FPrintF(FCGX_Stream *stream, const char *format, ...);
+FCGI_EXPORT int FCGX_VFPrintF(FCGX_Stream *stream, const char *format, va_list arg);
+FCGI_EXPORT int FCGX_FPrintF(FCGX_Stream *stream, const char *format, ...);
 
-int FCGX_VFPrintF(FCGX_Stream *stream, const char *format, va_list arg)
+FCGI_EXPORT int FCGX_VFPrintF(FCGX_Stream *stream, const char *format, va_list arg)
 {
     char small[1024];
     va_list again;
@@ -51,7 +65,7 @@ int FCGX_VFPrintF(FCGX_Stream *stream, const char *format, va_list arg)
     return written == len ? len : -1;
 }
 
-int FCGX_FPrintF(FCGX_Stream *stream, const char *format, ...)
+FCGI_EXPORT int FCGX_FPrintF(FCGX_Stream *stream, const char *format, ...)
 {
     va_list ap;
     int r;

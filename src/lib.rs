@@ -8,6 +8,9 @@
 //! system calls); the codec and the engine are safe Rust.
 
 pub mod capi;
+// The client speaks to Unix-socket applications too; it is not built for
+// Windows (the Windows build is the C library: README, Windows).
+#[cfg(unix)]
 pub mod client;
 pub mod protocol;
 pub mod server;

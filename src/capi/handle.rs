@@ -239,6 +239,6 @@ pub unsafe fn target<'a>(stream: *mut FCGX_Stream) -> Option<Target<'a>> {
 }
 
 /// Borrowed fd of a standalone writer.
-pub fn writer_fd<'a>(w: &StandaloneWriter) -> Option<std::os::fd::BorrowedFd<'a>> {
+pub fn writer_fd<'a>(w: &StandaloneWriter) -> Option<sys::BorrowedFd<'a>> {
     (w.fd >= 0).then(|| sys::borrow_fd(w.fd))
 }

@@ -2,11 +2,11 @@
 //! `FCGX_ShutdownPending`.
 
 use crate::server::config;
-use crate::server::listen::{BindAddr, request_shutdown, set_wake_signal, shutdown_signal};
-use crate::sys;
+use crate::server::listen::{BindAddr, request_shutdown};
+#[cfg(unix)]
+use crate::server::listen::{set_wake_signal, shutdown_signal};
+use crate::sys::{self, IntoRawFd};
 use std::ffi::{CStr, c_char, c_int};
-use std::os::fd::IntoRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -14,22 +14,30 @@ static INIT: Once = Once::new();
 /// 0 = not decided yet, 1 = CGI, 2 = FastCGI.
 static MODE: AtomicI32 = AtomicI32::new(0);
 
+#[cfg(unix)]
 extern "C" fn on_sigpipe(_: c_int) {}
 
+#[cfg(unix)]
 extern "C" fn on_shutdown_signal(sig: c_int) {
     shutdown_signal(sig);
 }
 
 /// Reads the environment and installs libfcgi's signal conventions (once).
+/// Windows has neither SIGPIPE nor SIGUSR1 and no handlers are installed
+/// there: writes to a vanished peer fail with an error anyway, and
+/// `FCGX_ShutdownPending` alone asks accept loops to stop.
 pub(crate) fn ensure_init() {
     INIT.call_once(|| {
         config::config();
-        let installed = sys::install_signal_handlers(on_sigpipe, on_shutdown_signal);
-        // Prefer SIGUSR1 for waking threads: it is the quieter of the two.
-        for sig in [libc::SIGUSR1, libc::SIGTERM] {
-            if installed.contains(&sig) {
-                set_wake_signal(sig);
-                break;
+        #[cfg(unix)]
+        {
+            let installed = sys::install_signal_handlers(on_sigpipe, on_shutdown_signal);
+            // Prefer SIGUSR1 for waking threads: it is the quieter of the two.
+            for sig in [libc::SIGUSR1, libc::SIGTERM] {
+                if installed.contains(&sig) {
+                    set_wake_signal(sig);
+                    break;
+                }
             }
         }
     });
@@ -78,14 +86,14 @@ pub extern "C" fn FCGX_IsCGI() -> c_int {
 pub unsafe extern "C" fn FCGX_OpenSocket(path: *const c_char, backlog: c_int) -> c_int {
     ffi_guard!(-1, {
         if path.is_null() {
-            sys::set_errno(libc::EINVAL);
+            sys::set_errno(sys::code::EINVAL);
             return -1;
         }
         // SAFETY: non-NULL and NUL-terminated per the contract above.
         let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
         let addr = match std::str::from_utf8(bytes) {
             Ok(text) => BindAddr::parse(text),
-            Err(_) => BindAddr::Unix(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes))),
+            Err(_) => BindAddr::Unix(non_utf8_path(bytes)),
         };
         match addr.listen(backlog) {
             Ok(fd) => {
@@ -100,11 +108,25 @@ pub unsafe extern "C" fn FCGX_OpenSocket(path: *const c_char, backlog: c_int) ->
                     "FCGX_OpenSocket({}): {e}",
                     String::from_utf8_lossy(bytes)
                 ));
-                sys::set_errno(e.raw_os_error().unwrap_or(libc::EINVAL));
+                sys::set_errno(e.raw_os_error().unwrap_or(sys::code::EINVAL));
                 -1
             }
         }
     })
+}
+
+/// A socket path given in bytes that are not UTF-8.
+#[cfg(unix)]
+pub(crate) fn non_utf8_path(bytes: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes).into()
+}
+
+/// A socket path given in bytes that are not UTF-8 (Windows has no local
+/// sockets by path; the listen fails anyway).
+#[cfg(windows)]
+pub(crate) fn non_utf8_path(bytes: &[u8]) -> std::path::PathBuf {
+    String::from_utf8_lossy(bytes).into_owned().into()
 }
 
 /// Asks every accept loop to end: the next `FCGX_Accept_r` (and one that

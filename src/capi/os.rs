@@ -25,12 +25,12 @@
 use super::init::ensure_init;
 use crate::server::config::{self, Config};
 use crate::server::listen::{self, BindAddr};
-use crate::sys::{self, Peer};
+use crate::sys::{self, IntoRawFd, OwnedFd, Peer, RawFd};
+#[cfg(unix)]
 use std::collections::BTreeMap;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+#[cfg(unix)]
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,7 @@ unsafe fn c_bytes<'a>(s: *const c_char) -> Option<&'a [u8]> {
 fn bind_addr_of(bytes: &[u8]) -> BindAddr {
     match std::str::from_utf8(bytes) {
         Ok(text) => BindAddr::parse(text),
-        Err(_) => BindAddr::Unix(std::ffi::OsStr::from_bytes(bytes).into()),
+        Err(_) => BindAddr::Unix(super::init::non_utf8_path(bytes)),
     }
 }
 
@@ -102,6 +102,7 @@ pub unsafe extern "C" fn OS_LibInit(stdio_fds: *mut c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OS_LibShutdown() {
     ffi_guard!((), {
+        #[cfg(unix)]
         table().clear();
     })
 }
@@ -225,7 +226,7 @@ pub unsafe extern "C" fn OS_Accept(
         match listen::accept_connection(sys::borrow_fd(listen_sock), fail_on_intr != 0, &cfg) {
             Ok(a) => {
                 if let Peer::Ip(_) = a.peer {
-                    let _ = sys::set_nodelay(std::os::fd::AsFd::as_fd(&a.fd));
+                    let _ = sys::set_nodelay(sys::AsFd::as_fd(&a.fd));
                 }
                 a.fd.into_raw_fd()
             }
@@ -251,6 +252,7 @@ pub unsafe extern "C" fn OS_IsFcgi(sock: c_int) -> c_int {
 /// Always safe to call; changing the flags of a descriptor some other part
 /// of the program uses is the caller's business.
 #[unsafe(no_mangle)]
+#[cfg(unix)]
 pub unsafe extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
     ffi_guard!((), {
         if fd < 0 {
@@ -267,12 +269,14 @@ pub unsafe extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
 // ---- plain I/O ---------------------------------------------------------------
 
 /// The largest count one call reports (the result is an `int`).
+#[cfg(unix)]
 const MAX_IO: usize = c_int::MAX as usize;
 
 /// One `read()`, retried after EINTR.
 ///
 /// # Safety
 /// `buf` is valid for writes of `len` bytes (or `len` is 0).
+#[cfg(unix)]
 unsafe fn read_raw(fd: RawFd, buf: *mut c_void, len: usize) -> c_int {
     loop {
         // SAFETY: buf is writable for len bytes per this function's contract.
@@ -290,6 +294,7 @@ unsafe fn read_raw(fd: RawFd, buf: *mut c_void, len: usize) -> c_int {
 ///
 /// # Safety
 /// `buf` is valid for reads of `len` bytes (or `len` is 0).
+#[cfg(unix)]
 unsafe fn write_raw(fd: RawFd, buf: *const c_void, len: usize) -> c_int {
     let len = len.min(MAX_IO);
     let mut done = 0usize;
@@ -316,6 +321,7 @@ unsafe fn write_raw(fd: RawFd, buf: *const c_void, len: usize) -> c_int {
 /// # Safety
 /// `buf` is valid for writes of `len` bytes.
 #[unsafe(no_mangle)]
+#[cfg(unix)]
 pub unsafe extern "C" fn OS_Read(fd: c_int, buf: *mut c_char, len: usize) -> c_int {
     ffi_guard!(-1, {
         if buf.is_null() && len > 0 {
@@ -333,6 +339,7 @@ pub unsafe extern "C" fn OS_Read(fd: c_int, buf: *mut c_char, len: usize) -> c_i
 /// # Safety
 /// `buf` is valid for reads of `len` bytes.
 #[unsafe(no_mangle)]
+#[cfg(unix)]
 pub unsafe extern "C" fn OS_Write(fd: c_int, buf: *mut c_char, len: usize) -> c_int {
     ffi_guard!(-1, {
         if buf.is_null() && len > 0 {
@@ -340,6 +347,56 @@ pub unsafe extern "C" fn OS_Write(fd: c_int, buf: *mut c_char, len: usize) -> c_
         }
         // SAFETY: readable for len bytes per the contract above.
         unsafe { write_raw(fd, buf.cast_const().cast(), len) }
+    })
+}
+
+/// Reads up to `len` bytes from the socket `fd` (one `recv()`). Returns
+/// the count, 0 at end of file, or -1 with `errno` set.
+///
+/// # Safety
+/// `buf` is valid for writes of `len` bytes.
+#[cfg(windows)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn OS_Read(fd: c_int, buf: *mut c_char, len: usize) -> c_int {
+    ffi_guard!(-1, {
+        if len == 0 {
+            return 0;
+        }
+        if buf.is_null() {
+            return fail(libc::EFAULT);
+        }
+        // SAFETY: writable for len bytes per the contract above.
+        let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+        let len = len.min(c_int::MAX as usize);
+        match sys::read(sys::borrow_fd(fd), &mut buf[..len]) {
+            Ok(n) => n as c_int,
+            Err(e) => fail_with(&e),
+        }
+    })
+}
+
+/// Writes the `len` bytes at `buf` to the socket `fd` (all of them: the
+/// socket is blocking). Returns the count, or -1 with `errno` set.
+///
+/// # Safety
+/// `buf` is valid for reads of `len` bytes.
+#[cfg(windows)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn OS_Write(fd: c_int, buf: *mut c_char, len: usize) -> c_int {
+    ffi_guard!(-1, {
+        if len == 0 {
+            return 0;
+        }
+        if buf.is_null() {
+            return fail(libc::EFAULT);
+        }
+        let len = len.min(c_int::MAX as usize);
+        // SAFETY: readable for len bytes per the contract above.
+        let buf = unsafe { std::slice::from_raw_parts(buf.cast_const().cast::<u8>(), len) };
+        match sys::write_all(sys::borrow_fd(fd), buf) {
+            Ok(()) => len as c_int,
+            Err(e) => fail_with(&e),
+        }
     })
 }
 
@@ -353,6 +410,7 @@ pub unsafe extern "C" fn OS_Write(fd: c_int, buf: *mut c_char, len: usize) -> c_
 /// # Safety
 /// Called only in a freshly forked child; `argv` is `[path, NULL]` with
 /// `path` a NUL-terminated string.
+#[cfg(unix)]
 unsafe fn exec_child(argv: &[*const c_char; 2], listen_fd: RawFd) -> ! {
     // SAFETY: each call is an async-signal-safe system call on plain
     // integers or on argv, which the parent built before fork().
@@ -378,6 +436,7 @@ unsafe fn exec_child(argv: &[*const c_char; 2], listen_fd: RawFd) -> ! {
 }
 
 /// The child's exit status when exec fails: errno, as libfcgi did.
+#[cfg(unix)]
 fn exit_code(errno: c_int) -> c_int {
     match errno & 0xff {
         0 => 127,
@@ -394,6 +453,7 @@ fn exit_code(errno: c_int) -> c_int {
 /// # Safety
 /// `exec_path` is NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
+#[cfg(unix)]
 pub unsafe extern "C" fn OS_SpawnChild(exec_path: *mut c_char, listen_fd: c_int) -> c_int {
     ffi_guard!(-1, {
         if exec_path.is_null() {
@@ -418,12 +478,14 @@ pub unsafe extern "C" fn OS_SpawnChild(exec_path: *mut c_char, listen_fd: c_int)
 // ---- asynchronous I/O ----------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg(unix)]
 enum Dir {
     Read,
     Write,
 }
 
 /// One pending read or write.
+#[cfg(unix)]
 struct Op {
     buf: *mut c_void,
     len: usize,
@@ -436,23 +498,29 @@ struct Op {
 // SAFETY: the pointers are the caller's; this module only hands them back
 // to the caller's callback or uses `buf` for the I/O the caller asked for,
 // from whichever thread calls OS_DoIo (libfcgi had no thread affinity).
+#[cfg(unix)]
 unsafe impl Send for Op {}
 
 /// Most operations pending at once. Registration also requires an open
 /// descriptor and allows one read and one write per descriptor, so the
 /// real bound is twice the number of open descriptors.
+#[cfg(unix)]
 const MAX_PENDING: usize = 1 << 20;
 
+#[cfg(unix)]
 type Table = BTreeMap<(RawFd, Dir), Op>;
 
+#[cfg(unix)]
 static TABLE: Mutex<Table> = Mutex::new(BTreeMap::new());
 
+#[cfg(unix)]
 fn table() -> MutexGuard<'static, Table> {
     // The table stays consistent even if a holder panicked: every change is
     // a single insert or remove.
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+#[cfg(unix)]
 fn register(
     fd: RawFd,
     dir: Dir,
@@ -491,6 +559,7 @@ fn register(
 }
 
 /// Forgets the pending operations on `fd` (one direction, or both).
+#[cfg(unix)]
 fn cancel(fd: RawFd, only: Option<Dir>) {
     let mut t = table();
     for dir in [Dir::Read, Dir::Write] {
@@ -510,6 +579,7 @@ fn cancel(fd: RawFd, only: Option<Dir>) {
 /// the operation is cancelled (`OS_Close`, `OS_CloseRead`,
 /// `OS_LibShutdown`); `proc_ptr` is NULL or a function of that type.
 #[unsafe(no_mangle)]
+#[cfg(unix)]
 pub unsafe extern "C" fn OS_AsyncReadStdin(
     buf: *mut c_void,
     len: c_int,
@@ -527,6 +597,7 @@ pub unsafe extern "C" fn OS_AsyncReadStdin(
 /// # Safety
 /// As for `OS_AsyncReadStdin`.
 #[unsafe(no_mangle)]
+#[cfg(unix)]
 pub unsafe extern "C" fn OS_AsyncRead(
     fd: c_int,
     offset: c_int,
@@ -550,6 +621,7 @@ pub unsafe extern "C" fn OS_AsyncRead(
 /// `buf` stays valid for reads of `len` bytes until the callback runs or
 /// the operation is cancelled; `proc_ptr` is NULL or a function of that type.
 #[unsafe(no_mangle)]
+#[cfg(unix)]
 pub unsafe extern "C" fn OS_AsyncWrite(
     fd: c_int,
     offset: c_int,
@@ -568,6 +640,7 @@ pub unsafe extern "C" fn OS_AsyncWrite(
 ///
 /// # Safety
 /// `tmo` is NULL or points to a readable `struct timeval`.
+#[cfg(unix)]
 unsafe fn timeout_ms(tmo: *const libc::timeval) -> Result<c_int, i32> {
     // SAFETY: NULL or a readable timeval per this function's contract.
     let Some(tv) = (unsafe { tmo.as_ref() }) else {
@@ -598,6 +671,7 @@ unsafe fn timeout_ms(tmo: *const libc::timeval) -> Result<c_int, i32> {
 /// `tmo` is NULL or points to a readable `struct timeval`; the buffers and
 /// callbacks of the pending operations are valid (see `OS_AsyncRead`).
 #[unsafe(no_mangle)]
+#[cfg(unix)]
 pub unsafe extern "C" fn OS_DoIo(tmo: *mut libc::timeval) -> c_int {
     ffi_guard!(-1, {
         // SAFETY: NULL or a readable timeval per the contract above.
@@ -690,6 +764,7 @@ pub unsafe extern "C" fn OS_DoIo(tmo: *mut libc::timeval) -> c_int {
 ///
 /// # Safety
 /// `buf` is valid for reads of `len` bytes (or `len` is 0).
+#[cfg(unix)]
 unsafe fn write_raw_once(fd: RawFd, buf: *const c_void, len: usize) -> c_int {
     loop {
         // SAFETY: buf is readable for len bytes per this function's contract.
@@ -730,11 +805,18 @@ fn drain(fd: RawFd) {
             return;
         }
         let ms = left.as_micros().div_ceil(1000).min(c_int::MAX as u128) as c_int;
+        #[cfg(windows)]
+        match sys::poll_readable(&[fd], ms.max(1)) {
+            Ok(r) if r[0] => {}
+            _ => return,
+        }
+        #[cfg(unix)]
         let mut p = [libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         }];
+        #[cfg(unix)]
         match sys::poll_fds(&mut p, ms.max(1)) {
             Ok(n) if n > 0 => {}
             Ok(_) => return,
@@ -761,19 +843,29 @@ pub unsafe extern "C" fn OS_Close(fd: c_int, shutdown: c_int) -> c_int {
         if fd < 0 {
             return fail(libc::EBADF);
         }
+        #[cfg(unix)]
         cancel(fd, None);
         if shutdown != 0 {
             drain(fd);
         }
-        // SAFETY: the caller hands the descriptor over per the contract;
-        // nothing in this library holds it.
-        let r = unsafe { libc::close(fd) };
-        // Linux releases the descriptor even when close() reports EINTR.
-        if r < 0 && sys::errno() == libc::EINTR {
-            0
-        } else {
-            r
-        }
+        #[cfg(windows)]
+        let r = match sys::close(fd) {
+            Ok(()) => 0,
+            Err(e) => fail_with(&e),
+        };
+        #[cfg(unix)]
+        let r = {
+            // SAFETY: the caller hands the descriptor over per the contract;
+            // nothing in this library holds it.
+            let r = unsafe { libc::close(fd) };
+            // Linux releases the descriptor even when close() reports EINTR.
+            if r < 0 && sys::errno() == libc::EINTR {
+                0
+            } else {
+                r
+            }
+        };
+        r
     })
 }
 
@@ -798,6 +890,7 @@ pub unsafe extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
         if fd < 0 {
             return fail(libc::EBADF);
         }
+        #[cfg(unix)]
         cancel(fd, Some(Dir::Read));
         match sys::shutdown_read(sys::borrow_fd(fd)) {
             Ok(()) => 0,

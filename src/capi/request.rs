@@ -87,7 +87,7 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
         h.session.set_detached(detached);
         let result = if listen < 0 {
             h.session.finish();
-            Err(std::io::Error::from_raw_os_error(libc::EBADF))
+            Err(std::io::Error::from_raw_os_error(sys::code::EBADF))
         } else {
             h.session.accept(sys::borrow_fd(listen), fail_on_intr)
         };

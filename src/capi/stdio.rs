@@ -45,11 +45,29 @@ pub static mut _fcgi_sF: [FCGI_FILE; 3] = [
     },
 ];
 
+#[cfg(unix)]
 unsafe extern "C" {
     static mut environ: *mut *mut c_char;
     static mut stdin: *mut libc::FILE;
     static mut stdout: *mut libc::FILE;
     static mut stderr: *mut libc::FILE;
+}
+#[cfg(unix)]
+use libc::clearerr;
+
+// Windows (msvcrt, the C runtime of mingw-w64 programs and of this DLL):
+// `environ` is the DLL's data export `_environ`, the standard streams come
+// from `__acrt_iob_func`, and libc lacks `clearerr`.
+#[cfg(windows)]
+#[link(name = "msvcrt", kind = "dylib")]
+unsafe extern "C" {
+    #[link_name = "_environ"]
+    static mut environ: *mut *mut c_char;
+}
+#[cfg(windows)]
+unsafe extern "C" {
+    fn __acrt_iob_func(index: std::ffi::c_uint) -> *mut libc::FILE;
+    fn clearerr(f: *mut libc::FILE);
 }
 
 /// 0: FCGI_Accept never called; 1: CGI, first call done; 2: CGI, over;
@@ -130,9 +148,16 @@ pub extern "C" fn FCGI_Accept() -> c_int {
     })
 }
 
+#[cfg(unix)]
 fn real_stdio() -> [*mut libc::FILE; 3] {
     // SAFETY: reading libc's standard stream pointers.
     unsafe { [stdin, stdout, stderr] }
+}
+
+#[cfg(windows)]
+fn real_stdio() -> [*mut libc::FILE; 3] {
+    // SAFETY: the C runtime's accessor of its three standard streams.
+    unsafe { [__acrt_iob_func(0), __acrt_iob_func(1), __acrt_iob_func(2)] }
 }
 
 fn restore_environ() {
@@ -776,7 +801,7 @@ pub unsafe extern "C" fn FCGI_clearerr(fp: *mut FCGI_FILE) {
     ffi_guard!((), {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
-            File::Stdio(f) => unsafe { libc::clearerr(f) },
+            File::Stdio(f) => unsafe { clearerr(f) },
             File::Fcgx(s) => unsafe { FCGX_ClearError(s) },
             _ => {}
         }

@@ -339,7 +339,7 @@ fn close_writer(wr: &mut StandaloneWriter) -> bool {
     let id = wr.request_id;
     let Some(fd) = writer_fd(wr) else {
         wr.stream
-            .sent(Some(&std::io::Error::from_raw_os_error(libc::EBADF)));
+            .sent(Some(&std::io::Error::from_raw_os_error(sys::code::EBADF)));
         return false;
     };
     let bytes = wr.stream.frame_final(id, true).to_vec();

@@ -139,11 +139,17 @@ pub fn log(msg: std::fmt::Arguments<'_>) {
     }
     match &config().log {
         LogTarget::Off => {}
+        #[cfg(unix)]
         LogTarget::Stderr => {
             let fd = crate::sys::borrow_fd(2);
             if crate::sys::socket_family(fd).is_err() {
                 let _ = crate::sys::write_all(fd, line.as_bytes());
             }
+        }
+        // Windows: the standard error handle (a socket is never passed there).
+        #[cfg(windows)]
+        LogTarget::Stderr => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
         LogTarget::File(p) => {
             if let Ok(mut f) = std::fs::OpenOptions::new()

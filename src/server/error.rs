@@ -44,6 +44,6 @@ impl StreamError {
     }
 
     pub fn from_io(e: &std::io::Error) -> StreamError {
-        StreamError::Os(e.raw_os_error().unwrap_or(libc::EIO))
+        StreamError::Os(e.raw_os_error().unwrap_or(crate::sys::code::EIO))
     }
 }

@@ -8,7 +8,7 @@
 
 use super::config::config;
 use crate::sys;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use crate::sys::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 

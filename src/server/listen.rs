@@ -3,9 +3,9 @@
 
 use super::config::{self, Config};
 use crate::sys::{self, Peer};
+use crate::sys::{BorrowedFd, OwnedFd};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -55,9 +55,9 @@ impl BindAddr {
             None => Ok(SocketAddr::from(([0, 0, 0, 0], port))),
             Some(h) => (h.as_str(), port)
                 .to_socket_addrs()
-                .map_err(|_| io::Error::from_raw_os_error(libc::EADDRNOTAVAIL))?
+                .map_err(|_| io::Error::from_raw_os_error(sys::code::EADDRNOTAVAIL))?
                 .next()
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)),
+                .ok_or_else(|| io::Error::from_raw_os_error(sys::code::EADDRNOTAVAIL)),
         }
     }
 
@@ -146,19 +146,11 @@ pub fn shutdown_pending() -> bool {
     SHUTDOWN_PENDING.load(Ordering::SeqCst)
 }
 
-/// errno values after which `accept()` is simply tried again.
+/// errno values after which `accept()` is simply tried again
+/// (ECONNABORTED, EPROTO, ECONNRESET, ETIMEDOUT, EHOSTUNREACH, ENETUNREACH).
 fn is_transient(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::ECONNRESET
-                | libc::ETIMEDOUT
-                | libc::EHOSTUNREACH
-                | libc::ENETUNREACH
-        )
-    )
+    err.raw_os_error()
+        .is_some_and(|e| sys::code::TRANSIENT_ACCEPT.contains(&e))
 }
 
 /// An accepted connection.
@@ -178,9 +170,15 @@ pub fn accept_connection(
     let _waiting = Waiting::register();
     loop {
         if shutdown_pending() {
-            return Err(io::Error::from_raw_os_error(libc::EINTR));
+            return Err(io::Error::from_raw_os_error(sys::code::EINTR));
         }
-        match sys::accept(listen) {
+        // Windows has no signal to interrupt accept(): the wait looks at
+        // the shutdown flag every few hundred milliseconds instead.
+        #[cfg(unix)]
+        let accepted = sys::accept(listen);
+        #[cfg(windows)]
+        let accepted = sys::accept_unless(listen, shutdown_pending);
+        match accepted {
             Ok((fd, peer)) => {
                 if let Peer::Ip(ip) = peer {
                     if !cfg.allows(ip) {

@@ -5,8 +5,8 @@
 use super::error::StreamError;
 use crate::protocol::{HEADER_LEN, Header};
 use crate::sys;
+use crate::sys::BorrowedFd;
 use std::io::IoSlice;
-use std::os::fd::BorrowedFd;
 
 /// Content bytes per record when a large write is split (a multiple of 8
 /// below FCGI_MAX_LENGTH, so records stay aligned without padding).

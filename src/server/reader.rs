@@ -7,9 +7,9 @@
 
 use crate::protocol::{HEADER_LEN, Header};
 use crate::sys;
+use crate::sys::BorrowedFd;
 use std::io;
 use std::ops::Range;
-use std::os::fd::BorrowedFd;
 use thiserror::Error;
 
 /// Room for the largest record (8 + 65535 + 255) with space to read ahead.

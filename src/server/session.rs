@@ -18,9 +18,9 @@ use super::reader::{InputBuffer, ReadError, Wait};
 use crate::protocol::record::{push_record, unknown_type_record};
 use crate::protocol::{self, BeginRequest, EndRequest, Header, PairError, kind, role, status};
 use crate::sys::{self, Peer};
+use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::io::{self, IoSlice};
 use std::ops::Range;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use thiserror::Error;
 
 /// Bytes buffered for STDOUT before a record is sent (the largest aligned
@@ -262,7 +262,7 @@ impl Session {
     fn send(&self, bytes: &[u8]) -> io::Result<()> {
         match self.conn_fd() {
             Some(fd) => sys::write_all(fd, bytes),
-            None => Err(io::Error::from_raw_os_error(libc::EBADF)),
+            None => Err(io::Error::from_raw_os_error(sys::code::EBADF)),
         }
     }
 
@@ -598,7 +598,7 @@ impl Session {
         }
         let id = self.id;
         let Some(conn) = self.conn.as_ref() else {
-            return Err(StreamError::Os(libc::EBADF));
+            return Err(StreamError::Os(sys::code::EBADF));
         };
         let stream = match which {
             Output::Stdout => &mut self.stdout,
@@ -614,7 +614,7 @@ impl Session {
         }
         let id = self.id;
         let Some(conn) = self.conn.as_ref() else {
-            return Err(StreamError::Os(libc::EBADF));
+            return Err(StreamError::Os(sys::code::EBADF));
         };
         let stream = match which {
             Output::Stdout => &mut self.stdout,
@@ -649,7 +649,7 @@ impl Session {
         }
         .record(id);
         let Some(conn) = self.conn.as_ref() else {
-            let e = io::Error::from_raw_os_error(libc::EBADF);
+            let e = io::Error::from_raw_os_error(sys::code::EBADF);
             self.stderr.sent(close_err.then_some(&e));
             self.stdout.sent(close_out.then_some(&e));
             return;

@@ -1,14 +1,34 @@
-//! The operating-system calls the engine needs, as safe functions.
+//! The system calls on Unix (Linux first): libc, descriptors as `int`.
 //!
-//! Together with `capi/`, this is the only place with `unsafe`: each block
-//! is one libc call on arguments this module checked or built itself.
+//! Each `unsafe` block is one libc call on arguments this module checked
+//! or built itself.
 
+use super::Peer;
 use std::io::{self, IoSlice};
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::FromRawFd;
+pub use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+/// The error numbers the engine reports itself (errno values here).
+pub mod code {
+    pub const EINTR: i32 = libc::EINTR;
+    pub const EBADF: i32 = libc::EBADF;
+    pub const EIO: i32 = libc::EIO;
+    pub const EINVAL: i32 = libc::EINVAL;
+    pub const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
+    /// Errors after which `accept()` is simply tried again.
+    pub const TRANSIENT_ACCEPT: &[i32] = &[
+        libc::ECONNABORTED,
+        libc::EPROTO,
+        libc::ECONNRESET,
+        libc::ETIMEDOUT,
+        libc::EHOSTUNREACH,
+        libc::ENETUNREACH,
+    ];
+}
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -145,14 +165,6 @@ pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Resul
 /// Writes all of `buf`.
 pub fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
     write_all_vectored(fd, &[IoSlice::new(buf)])
-}
-
-/// The peer address of an accepted connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    Ip(IpAddr),
-    Local,
-    Other,
 }
 
 /// One `accept()` on a listening socket; EINTR is returned to the caller.
