@@ -379,12 +379,6 @@ fn check_fcgi_stdio_h() {
         let decl = declaration(&text, f)
             .unwrap_or_else(|| panic!("generated fcgi_stdio.h does not declare {f}"));
         assert!(decl.starts_with("DLLAPI "), "{f} lacks DLLAPI: {decl}");
-        assert_eq!(
-            strip_comments(&text).matches(&format!(" {f}(")).count()
-                + strip_comments(&text).matches(&format!("*{f}(")).count(),
-            1,
-            "{f} declared more than once"
-        );
         // Everything but the hand-kept ones comes from src/capi/stdio.rs.
         if !FCGI_HAND_KEPT.contains(f) {
             let hand = std::fs::read_to_string(repo().join("cbindgen-stdio.toml")).unwrap();
@@ -394,6 +388,9 @@ fn check_fcgi_stdio_h() {
             );
         }
     }
+    // Exactly libfcgi's functions (cbindgen also declares the C functions
+    // a source imports in `extern "C"` blocks: exclude them in the toml).
+    assert_declares_exactly(&text, FCGI_FUNCTIONS, "fcgi_stdio.h", "cbindgen-stdio.toml");
     // The #define block, in libfcgi's order, each preceded by its #undef.
     let block = &text[text.find("#ifndef NO_FCGI_DEFINES").unwrap()..];
     let got = defines_in(block);
@@ -458,6 +455,83 @@ fn declaration(text: &str, name: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join(" "),
     )
+}
+
+/// Asserts that header `text` (`name`) declares the functions `want` and
+/// no others.
+fn assert_declares_exactly(text: &str, want: &[&str], name: &str, toml: &str) {
+    let declared = declared_functions(text);
+    let extra: Vec<&String> = declared
+        .iter()
+        .filter(|f| !want.contains(&f.as_str()))
+        .collect();
+    let missing: Vec<&&str> = want
+        .iter()
+        .filter(|f| !declared.iter().any(|d| d == *f))
+        .collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "{name} must declare exactly libfcgi's functions: it also declares {extra:?} \
+         (list them in {toml}'s [export] exclude) and lacks {missing:?}"
+    );
+    for f in want {
+        assert_eq!(
+            declared.iter().filter(|d| d == f).count(),
+            1,
+            "{name} declares {f} more than once"
+        );
+    }
+}
+
+/// The names of the functions header `text` declares, in order: outside
+/// comments, preprocessor lines, C++-only blocks and braces, every
+/// statement with a `(` declares the identifier right before it.
+fn declared_functions(text: &str) -> Vec<String> {
+    // Read as C: without preprocessor lines and the C++-only blocks (the
+    // `extern "C" {` and its closing brace).
+    let stripped = strip_comments(text);
+    let mut in_cxx_block = false;
+    let code = stripped
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            if l.starts_with("#if") && l.contains("__cplusplus") {
+                in_cxx_block = true;
+            } else if in_cxx_block && l.starts_with("#endif") {
+                in_cxx_block = false;
+                return false;
+            }
+            !in_cxx_block && !l.starts_with('#')
+        })
+        .collect::<Vec<&str>>()
+        .join("\n");
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    let mut statement = String::new();
+    for c in code.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ';' if depth == 0 => {
+                if let Some(open) = statement.find('(') {
+                    let name: String = statement[..open]
+                        .trim_end()
+                        .chars()
+                        .rev()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<Vec<char>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    names.push(name);
+                }
+                statement.clear();
+            }
+            _ if depth == 0 => statement.push(c),
+            _ => {}
+        }
+    }
+    names
 }
 
 /// The `#define NAME VALUE` pairs of `text`, in order, that redefine a
@@ -545,6 +619,7 @@ fn check_fcgiapp_h() {
             "generated fcgiapp.h does not declare {f}"
         );
     }
+    assert_declares_exactly(&text, FCGX_FUNCTIONS, "fcgiapp.h", "cbindgen.toml");
     check_or_update("fcgiapp.h", &text);
 }
 
