@@ -287,9 +287,9 @@ DLLAPI FCGI_FILE *FCGI_fdopen(int fd, const char *mode);
  * `popen()`, wrapped.
  *
  * # Safety
- * `cmd` and `type_` NUL-terminated.
+ * `cmd` and `type` NUL-terminated.
  */
-DLLAPI FCGI_FILE *FCGI_popen(const char *cmd, const char *type_);
+DLLAPI FCGI_FILE *FCGI_popen(const char *cmd, const char *type);
 
 /**
  * `pclose()` of a file from `FCGI_popen` (frees the wrapper); EOF for

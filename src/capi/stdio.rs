@@ -275,10 +275,10 @@ pub unsafe extern "C" fn FCGI_perror(str: *const c_char) {
                         line.extend_from_slice(b": ");
                     }
                 }
+                // SAFETY: strerror returns a NUL-terminated message (a static
+                // or thread-local buffer), read at once.
                 line.extend_from_slice(
-                    std::io::Error::from_raw_os_error(err)
-                        .to_string()
-                        .as_bytes(),
+                    unsafe { std::ffi::CStr::from_ptr(libc::strerror(err)) }.to_bytes(),
                 );
                 line.push(b'\n');
                 // SAFETY: a live stream; line is readable for its length.
@@ -848,15 +848,15 @@ pub unsafe extern "C" fn FCGI_fdopen(fd: c_int, mode: *const c_char) -> *mut FCG
 /// `popen()`, wrapped.
 ///
 /// # Safety
-/// `cmd` and `type_` NUL-terminated.
+/// `cmd` and `type` NUL-terminated.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn FCGI_popen(cmd: *const c_char, type_: *const c_char) -> *mut FCGI_FILE {
+pub unsafe extern "C" fn FCGI_popen(cmd: *const c_char, r#type: *const c_char) -> *mut FCGI_FILE {
     ffi_guard!(null_mut(), {
-        if cmd.is_null() || type_.is_null() {
+        if cmd.is_null() || r#type.is_null() {
             return null_mut();
         }
         // SAFETY: valid strings.
-        wrap(unsafe { libc::popen(cmd, type_) })
+        wrap(unsafe { libc::popen(cmd, r#type) })
     })
 }
 

@@ -146,7 +146,11 @@ pub fn compile(name: &str, headers: Lib) -> PathBuf {
         "{} is missing (FCGI_TEST_HEADERS=original compiles against the system headers instead)",
         include.join("fcgiapp.h").display()
     );
-    let mut inputs = vec![src.clone(), include.join("fcgiapp.h")];
+    let mut inputs = vec![
+        src.clone(),
+        include.join("fcgiapp.h"),
+        include.join("fcgi_stdio.h"),
+    ];
     if headers == Lib::Ours {
         inputs.push(our_library());
     }
