@@ -28,18 +28,16 @@ all:
 	$(CARGO) build --release --lib -p fcgi
 	$(CARGO) build --release -p fcgi-cli
 
-fcgi.pc: fcgi.pc.in Cargo.toml
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@API_VERSION@|$(API_VERSION)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
-
-install: all fcgi.pc
+install: all
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 755 target/release/libfcgi.so $(DESTDIR)$(LIBDIR)/libfcgi.so.0.0.0
 	ln -sf libfcgi.so.0.0.0 $(DESTDIR)$(LIBDIR)/libfcgi.so.0
 	ln -sf libfcgi.so.0 $(DESTDIR)$(LIBDIR)/libfcgi.so
 	$(INSTALL) -m 644 target/release/libfcgi.a $(DESTDIR)$(LIBDIR)/libfcgi.a
 	$(INSTALL) -m 644 $(HEADERS) $(DESTDIR)$(INCDIR)/
-	$(INSTALL) -m 644 fcgi.pc $(DESTDIR)$(PCDIR)/fcgi.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@API_VERSION@|$(API_VERSION)|' -e 's|@VERSION@|$(VERSION)|' fcgi.pc.in > $(DESTDIR)$(PCDIR)/fcgi.pc
+	chmod 644 $(DESTDIR)$(PCDIR)/fcgi.pc
 	$(INSTALL) -m 755 target/release/fcgi-client $(DESTDIR)$(BINDIR)/fcgi-client
 
 uninstall:
@@ -78,4 +76,3 @@ test:
 
 clean:
 	$(CARGO) clean
-	rm -f fcgi.pc

@@ -174,6 +174,13 @@ DLLAPI int FCGX_OpenSocket(const char *path, int backlog);
 DLLAPI void FCGX_ShutdownPending(void);
 
 /**
+ * The version of this library, e.g. `"0.1.0"` (a static string). An
+ * extension: libfcgi has no such function. The libfcgi API level this
+ * library implements is 2.4.7 (what `pkg-config --modversion fcgi` says).
+ */
+DLLAPI const char *fcgi_rs_version(void);
+
+/**
  * Prepares a caller-allocated request: clears all of it, then sets the
  * listening socket `sock` and `flags` (`FCGI_FAIL_ACCEPT_ON_INTR`).
  * Returns 0, or -1 (EINVAL) for a NULL request.

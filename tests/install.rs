@@ -91,6 +91,21 @@ fn make_install_and_pkg_config() {
         .args(flags.split_whitespace());
     run(&mut cc);
 
+    // The library reports its version (an extension declared in fcgiapp.h).
+    let src = prefix.join("version.c");
+    std::fs::write(&src, "#include <fcgiapp.h>\n#include <stdio.h>\nint main(void) { puts(fcgi_rs_version()); return 0; }\n").unwrap();
+    let version_bin = prefix.join("version");
+    let mut cc = Command::new("cc");
+    cc.arg("-o")
+        .arg(&version_bin)
+        .arg(&src)
+        .args(flags.split_whitespace());
+    run(&mut cc);
+    let reported = run(Command::new(&version_bin).env("LD_LIBRARY_PATH", prefix.join("lib")));
+    assert_eq!(reported.trim(), env!("CARGO_PKG_VERSION"));
+    std::fs::remove_file(&src).unwrap();
+    std::fs::remove_file(&version_bin).unwrap();
+
     let sock = prefix.join("app.sock");
     let mut child = Command::new(&app)
         .arg(&sock)

@@ -136,3 +136,11 @@ pub(crate) fn non_utf8_path(bytes: &[u8]) -> std::path::PathBuf {
 pub extern "C" fn FCGX_ShutdownPending() {
     request_shutdown();
 }
+
+/// The version of this library, e.g. `"0.1.0"` (a static string). An
+/// extension: libfcgi has no such function. The libfcgi API level this
+/// library implements is 2.4.7 (what `pkg-config --modversion fcgi` says).
+#[unsafe(no_mangle)]
+pub extern "C" fn fcgi_rs_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
