@@ -1,0 +1,334 @@
+"""Finding and loading the FastCGI library, and its C declarations.
+
+The library is the one this package ships with (``fcgi``, a Rust
+implementation of libfcgi 2.4 with the same C ABI), loaded with
+:mod:`ctypes`. It is looked for, in this order:
+
+1. ``LIBFCGI_PATH``: a file, or a directory holding ``libfcgi.so.0`` /
+   ``libfcgi.so`` (``libfcgi.dylib`` on macOS, ``libfcgi.dll`` on Windows);
+2. the copy bundled into the installed package (``libfcgi/_lib/``);
+3. when the package is used from a checkout of the repository, the
+   library built there (``target/release``, then ``target/debug``);
+4. the system: ``ctypes.util.find_library("fcgi")`` and the plain names,
+   resolved by the dynamic loader (``LD_LIBRARY_PATH``, ldconfig).
+
+A library found on the system may be the original C libfcgi; it has the
+same API, but see the README for the differences (the original calls
+``exit()`` when ``FCGX_OpenSocket`` fails).
+
+:class:`ctypes.CDLL` releases the GIL around every call, so a thread
+blocked in ``FCGX_Accept_r`` or in a read lets the other threads run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+from ctypes import (
+    POINTER,
+    Structure,
+    c_char_p,
+    c_int,
+    c_void_p,
+)
+from pathlib import Path
+
+__all__ = [
+    "ENV_VAR",
+    "FCGX_Request",
+    "FCGX_Stream",
+    "LibraryNotFoundError",
+    "library",
+    "library_path",
+    "load",
+]
+
+#: Environment variable naming the library file (or its directory).
+ENV_VAR = "LIBFCGI_PATH"
+
+
+class LibraryNotFoundError(OSError):
+    """The FastCGI shared library could not be found or loaded.
+
+    ``tried`` lists every place that was looked at, with what happened.
+    """
+
+    def __init__(self, tried: list[tuple[str, str]]):
+        self.tried = tried
+        lines = "\n".join(f"  - {where}: {why}" for where, why in tried)
+        super().__init__(
+            "libfcgi: could not load the FastCGI library "
+            f"({' / '.join(_file_names())}). Looked for:\n{lines}\n"
+            f"Build it with `cargo build --release` in the fcgi repository and "
+            f"set {ENV_VAR} to the file (or reinstall this package from the "
+            "repository so that it bundles the library)."
+        )
+
+
+# ---------------------------------------------------------------------------
+# C declarations (fcgiapp.h), field by field.
+
+
+class FCGX_Stream(Structure):
+    """``FCGX_Stream`` (72 bytes on x86-64). Only ``isReader``, ``isClosed``,
+    ``wasFCloseCalled`` and ``FCGI_errno`` are meaningful to callers."""
+
+    _fields_ = [
+        ("rdNext", c_void_p),
+        ("wrNext", c_void_p),
+        ("stop", c_void_p),
+        ("stopUnget", c_void_p),
+        ("isReader", c_int),
+        ("isClosed", c_int),
+        ("wasFCloseCalled", c_int),
+        ("FCGI_errno", c_int),
+        ("fillBuffProc", c_void_p),
+        ("emptyBuffProc", c_void_p),
+        ("data", c_void_p),
+    ]
+
+
+class FCGX_Request(Structure):
+    """``FCGX_Request`` (80 bytes on x86-64, 60 on 32-bit platforms),
+    allocated by Python and set up by ``FCGX_InitRequest``.
+
+    The C field ``in`` is spelled ``in_`` here (``in`` is a Python keyword).
+    The streams are declared as plain pointers (``c_void_p``): they are only
+    handed back to the library.
+    """
+
+    _fields_ = [
+        ("requestId", c_int),
+        ("role", c_int),
+        ("in_", c_void_p),  # FCGX_Stream *in
+        ("out", c_void_p),  # FCGX_Stream *out
+        ("err", c_void_p),  # FCGX_Stream *err
+        ("envp", POINTER(c_char_p)),  # char **envp, NULL-terminated
+        ("paramsPtr", c_void_p),  # struct Params * (private)
+        ("ipcFd", c_int),
+        ("isBeginProcessed", c_int),
+        ("keepConnection", c_int),
+        ("appStatus", c_int),
+        ("nWriters", c_int),
+        ("flags", c_int),
+        ("listen_sock", c_int),
+        ("detached", c_int),
+    ]
+
+
+_POINTER_SIZE = ctypes.sizeof(c_void_p)
+_EXPECTED_SIZE = {8: 80, 4: 60}.get(_POINTER_SIZE)
+if _EXPECTED_SIZE is not None and ctypes.sizeof(FCGX_Request) != _EXPECTED_SIZE:
+    raise ImportError(
+        f"libfcgi: FCGX_Request is {ctypes.sizeof(FCGX_Request)} bytes, "
+        f"expected {_EXPECTED_SIZE}"
+    )
+
+# (name, restype, argtypes)
+_PROTOTYPES = [
+    ("FCGX_Init", c_int, []),
+    ("FCGX_IsCGI", c_int, []),
+    ("FCGX_OpenSocket", c_int, [c_char_p, c_int]),
+    ("FCGX_InitRequest", c_int, [c_void_p, c_int, c_int]),
+    ("FCGX_Accept_r", c_int, [c_void_p]),
+    ("FCGX_Finish_r", None, [c_void_p]),
+    ("FCGX_Free", None, [c_void_p, c_int]),
+    ("FCGX_ShutdownPending", None, []),
+    ("FCGX_GetParam", c_char_p, [c_char_p, c_void_p]),
+    ("FCGX_GetChar", c_int, [c_void_p]),
+    ("FCGX_UnGetChar", c_int, [c_int, c_void_p]),
+    ("FCGX_GetStr", c_int, [c_void_p, c_int, c_void_p]),
+    ("FCGX_GetLine", c_void_p, [c_void_p, c_int, c_void_p]),
+    ("FCGX_HasSeenEOF", c_int, [c_void_p]),
+    ("FCGX_PutStr", c_int, [c_void_p, c_int, c_void_p]),
+    ("FCGX_FFlush", c_int, [c_void_p]),
+    ("FCGX_FClose", c_int, [c_void_p]),
+    ("FCGX_GetError", c_int, [c_void_p]),
+    ("FCGX_ClearError", None, [c_void_p]),
+    ("FCGX_SetExitStatus", None, [c_int, c_void_p]),
+    ("FCGX_StartFilterData", c_int, [c_void_p]),
+    ("FCGX_Detach", c_int, [c_void_p]),
+    ("FCGX_Attach", c_int, [c_void_p]),
+]
+
+_PROTO_BY_NAME = {name: (restype, argtypes) for name, restype, argtypes in _PROTOTYPES}
+
+#: Functions that do no I/O: called without releasing the GIL.
+_NEVER_BLOCK = ("FCGX_GetError", "FCGX_ClearError", "FCGX_SetExitStatus", "FCGX_GetParam",
+                "FCGX_InitRequest", "FCGX_HasSeenEOF")
+
+#: Bytes a write may add to STDOUT since the last flush and still fit in
+#: libfcgi's 8 KiB buffer (this library's is 64 KiB): such a write only
+#: copies, so it is made without releasing the GIL.
+BUFFERED_WRITE_LIMIT = 8000
+
+
+def _proto(fn, name):
+    restype, argtypes = _PROTO_BY_NAME[name]
+    fn.restype = restype
+    fn.argtypes = argtypes
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# Finding the file.
+
+
+def _file_names() -> list[str]:
+    if sys.platform == "win32":
+        return ["libfcgi.dll", "fcgi.dll"]
+    if sys.platform == "darwin":
+        return ["libfcgi.0.dylib", "libfcgi.dylib"]
+    return ["libfcgi.so.0", "libfcgi.so"]
+
+
+def _package_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def _repo_candidates() -> list[Path]:
+    """Libraries built in the repository this package sits in, if any
+    (``bindings/python/src/libfcgi`` -> the repository root)."""
+    here = _package_dir()
+    out = []
+    for root in (here.parents[3] if len(here.parents) > 3 else None,):
+        if root is None or not (root / "Cargo.toml").is_file():
+            continue
+        for profile in ("release", "debug"):
+            for name in _file_names():
+                out.append(root / "target" / profile / name)
+    return out
+
+
+def _candidates() -> list[tuple[str, str | None]]:
+    """(description, path or loader name). A None path means: not set."""
+    out: list[tuple[str, str | None]] = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        p = Path(env)
+        if p.is_dir():
+            for name in _file_names():
+                out.append((f"{ENV_VAR} directory", str(p / name)))
+        else:
+            out.append((ENV_VAR, str(p)))
+        return out  # an explicit choice is never second-guessed
+    out.append((f"{ENV_VAR} (environment variable)", None))
+    for name in _file_names():
+        out.append(("bundled", str(_package_dir() / "_lib" / name)))
+    for p in _repo_candidates():
+        out.append(("repository build", str(p)))
+    found = ctypes.util.find_library("fcgi")
+    if found:
+        out.append(("ctypes.util.find_library('fcgi')", found))
+    else:
+        out.append(("ctypes.util.find_library('fcgi')", None))
+    for name in _file_names():
+        out.append(("system loader", name))
+    return out
+
+
+class Library:
+    """The loaded library: ``path``, the :class:`ctypes.CDLL` as ``dll``, and
+    each ``FCGX_*`` function as an attribute with its prototype set."""
+
+    def __init__(self, path: str, dll: ctypes.CDLL, dll_errno: ctypes.CDLL):
+        self.path = path
+        self.dll = dll
+        for name, restype, argtypes in _PROTOTYPES:
+            fn = getattr(dll, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+            setattr(self, name, fn)
+        # Calls that never block are made without releasing the GIL (a
+        # PyDLL handle): releasing and taking it back costs more than the
+        # call, and with several busy threads every release is a hand-over.
+        held = ctypes.PyDLL(path)
+        for name in _NEVER_BLOCK:
+            fn = getattr(held, name)
+            restype, argtypes = _PROTO_BY_NAME[name]
+            fn.restype = restype
+            fn.argtypes = argtypes
+            setattr(self, name, fn)
+        #: ``FCGX_PutStr`` holding the GIL: only for writes that fit in the
+        #: stream's buffer (so the library does not write to the socket).
+        #: libfcgi's STDOUT buffer holds 8184 bytes, this library's 65528.
+        self.FCGX_PutStr_buffered = _proto(held.FCGX_PutStr, "FCGX_PutStr")
+        # FCGX_OpenSocket reports failures in errno: call it through a
+        # handle that saves errno (ctypes.get_errno()).
+        fn = dll_errno.FCGX_OpenSocket
+        fn.restype = c_int
+        fn.argtypes = [c_char_p, c_int]
+        self.FCGX_OpenSocket = fn
+
+    def __repr__(self) -> str:
+        return f"<libfcgi.Library {self.path!r}>"
+
+
+_lock = threading.Lock()
+_library: Library | None = None
+
+
+def _resolved_path(dll: ctypes.CDLL, fallback: str) -> str:
+    """The file the loader actually opened (Linux: from /proc/self/maps)."""
+    if os.path.isabs(fallback):
+        return os.path.realpath(fallback)
+    try:
+        addr = ctypes.cast(dll.FCGX_Init, c_void_p).value or 0
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                parts = line.split()
+                if len(parts) >= 6 and "-" in parts[0]:
+                    lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                    if lo <= addr < hi:
+                        return parts[5]
+    except (OSError, ValueError):
+        pass
+    return fallback
+
+
+def load() -> Library:
+    """Loads the library (once) and returns it; raises
+    :class:`LibraryNotFoundError` naming everything it tried."""
+    global _library
+    lib = _library
+    if lib is not None:
+        return lib
+    with _lock:
+        if _library is not None:
+            return _library
+        tried: list[tuple[str, str]] = []
+        for what, path in _candidates():
+            if path is None:
+                tried.append((what, "not set" if "environment" in what else "nothing found"))
+                continue
+            is_file_path = os.sep in path or (os.altsep is not None and os.altsep in path)
+            if is_file_path and not os.path.exists(path):
+                tried.append((f"{what} {path}", "no such file"))
+                continue
+            try:
+                dll = ctypes.CDLL(path)
+                dll_errno = ctypes.CDLL(path, use_errno=True)
+                getattr(dll, "FCGX_Accept_r")
+            except (OSError, AttributeError) as e:
+                tried.append((f"{what} {path}", f"failed: {e}"))
+                continue
+            _library = Library(_resolved_path(dll, path), dll, dll_errno)
+            return _library
+        raise LibraryNotFoundError(tried)
+
+
+def library() -> Library:
+    """The loaded library (loading it on first use)."""
+    return load()
+
+
+def library_path() -> str:
+    """Path of the library file in use (loading it on first use)."""
+    return load().path
+
+
+#: ``errno`` as saved by the last call through an errno-saving handle.
+get_errno = ctypes.get_errno
