@@ -223,6 +223,24 @@ fn poll_one(fd: BorrowedFd<'_>, events: i16, timeout_ms: i32) -> io::Result<i16>
     Ok(p.revents)
 }
 
+/// Waits up to `timeout_ms` for one socket to become readable (for a
+/// listening socket: a connection is waiting), with `select()`: under
+/// wine 8, `WSAPoll` fails with WSAENOTSOCK on a socket inherited as
+/// stdin, `select` works (and is what libfcgi's Windows accept used).
+fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    let mut set = ws::FD_SET::default();
+    set.fd_count = 1;
+    set.fd_array[0] = raw(fd);
+    let tv = ws::TIMEVAL {
+        tv_sec: timeout_ms / 1000,
+        tv_usec: timeout_ms % 1000 * 1000,
+    };
+    // SAFETY: set holds one socket and tv is a valid timeout; select
+    // only writes the set.
+    let r = unsafe { ws::select(0, &mut set, std::ptr::null_mut(), std::ptr::null_mut(), &tv) };
+    Ok(cvt(r)? > 0)
+}
+
 /// Reads without blocking: `Ok(None)` when nothing is available now.
 pub fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
     init();
@@ -315,7 +333,7 @@ pub fn accept_unless(listen: BorrowedFd<'_>, stop: fn() -> bool) -> io::Result<(
         if stop() {
             return Err(io::Error::from_raw_os_error(ws::WSAEINTR));
         }
-        if poll_one(listen, ws::POLLRDNORM, ACCEPT_POLL_MS)? != 0 {
+        if wait_readable(listen, ACCEPT_POLL_MS)? {
             return accept(listen);
         }
     }
@@ -343,26 +361,26 @@ fn peer_of(storage: &ws::SOCKADDR_STORAGE) -> Peer {
     }
 }
 
-/// True when the C ABI's socket `fd` (0: standard input) is a listening
-/// socket (`SO_ACCEPTCONN`): the sign of a FastCGI application started by
-/// a web server that passed its socket as stdin. A named pipe is not
+/// True when the C ABI's socket `fd` (0: standard input) is a bound
+/// socket with no peer (`getsockname` succeeds, `getpeername` fails): the
+/// sign of a FastCGI application started by a web server that passed its
+/// listening socket as stdin; on Unix the test is `getpeername` failing
+/// with ENOTCONN. (Under wine 8 a socket inherited as stdin answers
+/// `getpeername` and `SO_ACCEPTCONN` with WSAENOTSOCK although `accept`
+/// works on it, hence no test of the error code.) A named pipe is not
 /// recognised (see README, Windows).
 pub fn is_listening_socket(fd: RawFd) -> bool {
     init();
-    let mut value: i32 = 0;
-    let mut len = size_of::<i32>() as i32;
-    // SAFETY: value is a live i32 and len gives its size; a value that is
+    let s = socket_of(fd);
+    let mut storage: ws::SOCKADDR_STORAGE = ws::SOCKADDR_STORAGE::default();
+    let mut len = size_of::<ws::SOCKADDR_STORAGE>() as i32;
+    // SAFETY: storage is writable and len gives its size; a value that is
     // no socket only makes the call fail.
-    let r = unsafe {
-        ws::getsockopt(
-            socket_of(fd),
-            ws::SOL_SOCKET,
-            ws::SO_ACCEPTCONN,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    r == 0 && value != 0
+    let bound = unsafe { ws::getsockname(s, (&raw mut storage).cast(), &mut len) } == 0;
+    len = size_of::<ws::SOCKADDR_STORAGE>() as i32;
+    // SAFETY: as above.
+    let connected = unsafe { ws::getpeername(s, (&raw mut storage).cast(), &mut len) } == 0;
+    bound && !connected
 }
 
 fn set_int_option(s: ws::SOCKET, level: i32, name: i32, value: i32) -> io::Result<()> {
