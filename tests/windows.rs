@@ -226,7 +226,9 @@ fn linux_exports() -> Vec<String> {
     let mut rest = text.as_str();
     while let Some(start) = rest.find("/*") {
         map.push_str(&rest[..start]);
-        rest = rest[start..].split_once("*/").map_or("", |(_, after)| after);
+        rest = rest[start..]
+            .split_once("*/")
+            .map_or("", |(_, after)| after);
     }
     map.push_str(rest);
     let global = map.split("global:").nth(1).unwrap();
@@ -625,7 +627,10 @@ fn programs_under_wine() {
     shut.wait_for_port(port, Duration::from_secs(60));
     let resp = client(port).request(&get("/bye", "")).unwrap();
     ok(&resp);
-    assert_eq!(String::from_utf8_lossy(resp.body()), "bye, is_cgi=1\n");
+    assert_eq!(
+        String::from_utf8_lossy(resp.body()),
+        "bye, is_cgi=1 123456789012 -9000000000 2.50 (null)\n"
+    );
     let started = Instant::now();
     let status = shut.wait_exit(Duration::from_secs(20));
     let output = shut.output();

@@ -3,7 +3,7 @@
  * interrupt a thread waiting for a connection.
  *
  * Usage: win_shutdown ADDRESS
- * Serves one request ("bye"), then starts a thread that calls
+ * Serves one request ("bye" and some printf formats), then starts a thread that calls
  * FCGX_ShutdownPending() 300 ms later and goes back to FCGX_Accept_r,
  * which must return (negative) instead of waiting for ever. Prints
  * "accept after shutdown: RC" and exits 0 if RC < 0.
@@ -34,8 +34,11 @@ int main(int argc, char **argv)
     FCGX_InitRequest(&req, sock, 0);
     if (FCGX_Accept_r(&req) != 0)
         return 4;
-    /* stdin is no socket here: FCGX_IsCGI() says 1 (CGI). */
-    FCGX_FPrintF(req.out, "Content-Type: text/plain\r\n\r\nbye, is_cgi=%d\n", FCGX_IsCGI());
+    /* stdin is no socket here: FCGX_IsCGI() says 1 (CGI). C99 formats
+     * through the DLL's FCGX_FPrintF (mingw-w64's vsnprintf). */
+    FCGX_FPrintF(req.out, "Content-Type: text/plain\r\n\r\nbye, is_cgi=%d %zu %lld %.2Lf %s\n",
+                 FCGX_IsCGI(), (size_t)123456789012ULL, -9000000000LL, (long double)2.5,
+                 (const char *)NULL);
     FCGX_Finish_r(&req);
     t = CreateThread(NULL, 0, shut_down_later, NULL, 0, NULL);
     if (t == NULL)
