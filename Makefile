@@ -69,7 +69,7 @@ windows:
 	  $(MINGW)objdump -p $(WIN_OUT)/libfcgi.dll \
 	  | sed -n '/\[Ordinal\/Name Pointer\] Table/,/^$$/s/^\s*\[ *[0-9]*\] \(.*\)$$/\1/p' \
 	  | sed 's/^_fcgi_sF$$/_fcgi_sF DATA/'; } > $(WIN_OUT)/libfcgi.def
-	@echo "$(WIN_OUT): libfcgi.dll, libfcgi.dll.a, libfcgi.def ($$(grep -c '^[A-Z_]' $(WIN_OUT)/libfcgi.def | awk '{print $$1-2}') exports)"
+	@echo "$(WIN_OUT): libfcgi.dll, libfcgi.dll.a, libfcgi.def ($$(tail -n +3 $(WIN_OUT)/libfcgi.def | wc -l) exports)"
 
 test:
 	bash .ci/run

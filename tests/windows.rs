@@ -94,12 +94,12 @@ fn on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// wine64 and wineserver: `FCGI_WINE`/`FCGI_WINESERVER`, else on PATH,
-/// else where Debian's wine64 package puts them.
+/// wine64 and wineserver: `FCGI_WINE`/`FCGI_WINESERVER` (when set, only
+/// there), else on PATH, else where Debian's wine64 package puts them.
 fn wine_tools() -> Option<(PathBuf, PathBuf)> {
     let find = |var: &str, names: &[&str], fixed: &[&str]| -> Option<PathBuf> {
         if let Some(p) = std::env::var_os(var) {
-            return Some(PathBuf::from(p));
+            return Some(PathBuf::from(p)).filter(|p| p.is_file());
         }
         names
             .iter()
@@ -298,6 +298,15 @@ fn dll_exports() {
     assert_eq!(def.lines().count(), 2 + want.len(), "{def}");
 }
 
+/// Removes a folder when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A private wine prefix, and the wineserver to stop at the end.
 struct Wine {
     wine: PathBuf,
@@ -473,6 +482,8 @@ fn programs_under_wine() {
     }
     let b = built();
     let dir = &b.bin_dir;
+    // Dropped last: after wine has stopped.
+    let _remove = RemoveDir(b.bin_dir.clone());
     let wine = Wine::new();
 
     // ---- examples/echo.c on FCGX_OpenSocket("127.0.0.1:PORT") ----------
