@@ -228,9 +228,12 @@ fn poll_one(fd: BorrowedFd<'_>, events: i16, timeout_ms: i32) -> io::Result<i16>
 /// wine 8, `WSAPoll` fails with WSAENOTSOCK on a socket inherited as
 /// stdin, `select` works (and is what libfcgi's Windows accept used).
 fn wait_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    let mut set = ws::FD_SET::default();
-    set.fd_count = 1;
-    set.fd_array[0] = raw(fd);
+    let mut fd_array = [0; 64];
+    fd_array[0] = raw(fd);
+    let mut set = ws::FD_SET {
+        fd_count: 1,
+        fd_array,
+    };
     let tv = ws::TIMEVAL {
         tv_sec: timeout_ms / 1000,
         tv_usec: timeout_ms % 1000 * 1000,
