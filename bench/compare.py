@@ -307,31 +307,41 @@ def parse_strace(path):
 def strace_counts(scn, variant, ports, n, errlog):
     port = ports.get()
     out = tempfile.NamedTemporaryFile(prefix="fcgi-strace-", suffix=".txt", delete=False).name
-    proc = start_server(server_argv(scn, variant, port), variant, False, errlog,
+    argv = server_argv(scn, variant, port)
+    proc = start_server(argv, variant, False, errlog,
                         prefix=["strace", "-f", "-c", "-o", out, "--"])
+    child = None
     try:
-        # The traced app is strace's child.
-        end = time.time() + 5
-        child = None
-        while time.time() < end and child is None:
+        # The traced app is the child of strace running argv[0] (strace also
+        # forks short-lived helpers of its own at start-up).
+        wait_listening(port, proc, 10)
+        try:
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            kids = []
+        for k in kids:
             try:
-                with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
-                    kids = f.read().split()
-                child = int(kids[0]) if kids else None
+                if os.path.realpath(f"/proc/{k}/exe") == os.path.realpath(argv[0]):
+                    child = k
             except OSError:
                 pass
-            if child is None:
-                time.sleep(0.01)
         if child is None:
-            raise RuntimeError("strace started no child")
+            raise RuntimeError("cannot find the traced app")
         wait_listening(port, proc, 10)
         libs, lib_ok = check_lib(variant, child)
         res = run_load(scn, port, ["-n", str(n), "--timeout", "20"] + scn.load, False, 300)
         os.kill(child, signal.SIGKILL)
+        child = None
         proc.wait(timeout=30)
         counts = parse_strace(out)
         return counts, res, lib_ok
     finally:
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except OSError:
+                pass
         stop(proc)
         try:
             os.unlink(out)
@@ -763,7 +773,11 @@ def main():
         if ngx is not None:
             for v in order:
                 waited["s"] += wait_quiet(args.quiet_wait)
-                res = run_nginx(v, ports, args.duration, errlog)
+                try:
+                    res = run_nginx(v, ports, args.duration, errlog)
+                except Exception as e:  # keep the rest of the report
+                    log(f"nginx run {v} failed: {e}")
+                    res = None
                 if res is None:
                     ngx = None
                     break
@@ -778,7 +792,11 @@ def main():
             sysc[s.key] = {}
             for v in VARIANTS:
                 waited["s"] += wait_quiet(args.quiet_wait)
-                d = syscalls_per_request(s, v, ports, errlog)
+                try:
+                    d = syscalls_per_request(s, v, ports, errlog)
+                except Exception as e:  # keep the rest of the report
+                    log(f"strace {s.key} {v} failed: {e}")
+                    d = None
                 sysc[s.key][v] = d
                 if d:
                     log(f"strace {s.key:17} {v:8} {d['total']:6.2f} syscalls/req")
