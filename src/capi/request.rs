@@ -37,23 +37,7 @@ pub unsafe extern "C" fn FCGX_InitRequest(
             sys::set_errno(libc::EINVAL);
             return -1;
         }
-        let blank = FCGX_Request {
-            requestId: 0,
-            role: 0,
-            in_: null_mut(),
-            out: null_mut(),
-            err: null_mut(),
-            envp: null_mut(),
-            paramsPtr: null_mut(),
-            ipcFd: -1,
-            isBeginProcessed: 0,
-            keepConnection: 0,
-            appStatus: 0,
-            nWriters: 0,
-            flags,
-            listen_sock: sock,
-            detached: 0,
-        };
+        let blank = FCGX_Request::new(sock, flags);
         // SAFETY: non-NULL and writable per the contract; write() does not
         // read the (possibly uninitialised) old contents.
         unsafe { request.write(blank) };
@@ -177,25 +161,7 @@ static GLOBAL: Mutex<Option<GlobalRequest>> = Mutex::new(None);
 /// stdio layer, creating it (listening on fd 0) on first use.
 pub(crate) fn with_global_request<T>(f: impl FnOnce(*mut FCGX_Request) -> T) -> T {
     let mut guard = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
-    let slot = guard.get_or_insert_with(|| {
-        GlobalRequest(FCGX_Request {
-            requestId: 0,
-            role: 0,
-            in_: null_mut(),
-            out: null_mut(),
-            err: null_mut(),
-            envp: null_mut(),
-            paramsPtr: null_mut(),
-            ipcFd: -1,
-            isBeginProcessed: 0,
-            keepConnection: 0,
-            appStatus: 0,
-            nWriters: 0,
-            flags: 0,
-            listen_sock: 0,
-            detached: 0,
-        })
-    });
+    let slot = guard.get_or_insert_with(|| GlobalRequest(FCGX_Request::new(0, 0)));
     f(&mut slot.0)
 }
 

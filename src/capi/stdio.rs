@@ -682,6 +682,23 @@ pub unsafe extern "C" fn FCGI_puts(str: *const c_char) -> c_int {
     })
 }
 
+/// Moves `total` bytes with an `int`-sized call (`FCGX_GetStr`/`PutStr`)
+/// per chunk of at most `INT_MAX` bytes: `io(offset, chunk)` returns how
+/// many bytes it moved. Stops at the first short or failed call; returns
+/// the bytes moved.
+fn in_int_chunks(total: usize, mut io: impl FnMut(usize, c_int) -> c_int) -> usize {
+    let mut done = 0usize;
+    while done < total {
+        let chunk = (total - done).min(c_int::MAX as usize) as c_int;
+        let moved = io(done, chunk);
+        done += moved.max(0) as usize;
+        if moved < chunk {
+            break;
+        }
+    }
+    done
+}
+
 /// Reads up to `nmemb` items of `size` bytes; returns whole items read.
 ///
 /// # Safety
@@ -704,16 +721,11 @@ pub unsafe extern "C" fn FCGI_fread(
         match unsafe { file(fp) } {
             File::Stdio(f) => unsafe { libc::fread(ptr, size, nmemb, f) },
             File::Fcgx(s) => {
-                let mut done = 0usize;
-                while done < total {
-                    let chunk = (total - done).min(c_int::MAX as usize) as c_int;
-                    // SAFETY: ptr is writable for total bytes; done < total.
-                    let got = unsafe { FCGX_GetStr(ptr.cast::<c_char>().add(done), chunk, s) };
-                    done += got.max(0) as usize;
-                    if got < chunk {
-                        break;
-                    }
-                }
+                let done = in_int_chunks(total, |offset, chunk| {
+                    // SAFETY: ptr is writable for total bytes and
+                    // offset + chunk <= total.
+                    unsafe { FCGX_GetStr(ptr.cast::<c_char>().add(offset), chunk, s) }
+                });
                 done / size
             }
             _ => 0,
@@ -744,15 +756,11 @@ pub unsafe extern "C" fn FCGI_fwrite(
         match unsafe { file(fp) } {
             File::Stdio(f) => unsafe { libc::fwrite(ptr, size, nmemb, f) },
             File::Fcgx(s) => {
-                let mut done = 0usize;
-                while done < total {
-                    let chunk = (total - done).min(c_int::MAX as usize) as c_int;
-                    // SAFETY: ptr is readable for total bytes; done < total.
-                    if unsafe { FCGX_PutStr(ptr.cast::<c_char>().add(done), chunk, s) } != chunk {
-                        break;
-                    }
-                    done += chunk as usize;
-                }
+                let done = in_int_chunks(total, |offset, chunk| {
+                    // SAFETY: ptr is readable for total bytes and
+                    // offset + chunk <= total.
+                    unsafe { FCGX_PutStr(ptr.cast::<c_char>().add(offset), chunk, s) }
+                });
                 done / size
             }
             _ => 0,

@@ -77,6 +77,30 @@ pub struct FCGX_Request {
     pub detached: c_int,
 }
 
+impl FCGX_Request {
+    /// The state `FCGX_InitRequest` leaves: everything zero but the
+    /// listening socket, the flags and `ipcFd` (-1: no connection).
+    pub const fn new(listen_sock: c_int, flags: c_int) -> FCGX_Request {
+        FCGX_Request {
+            requestId: 0,
+            role: 0,
+            in_: std::ptr::null_mut(),
+            out: std::ptr::null_mut(),
+            err: std::ptr::null_mut(),
+            envp: std::ptr::null_mut(),
+            paramsPtr: std::ptr::null_mut(),
+            ipcFd: -1,
+            isBeginProcessed: 0,
+            keepConnection: 0,
+            appStatus: 0,
+            nWriters: 0,
+            flags,
+            listen_sock,
+            detached: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
