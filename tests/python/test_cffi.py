@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -98,7 +97,6 @@ def test_header_declares_the_abi(ffi_lib):
     assert lib.FCGI_FAIL_ACCEPT_ON_INTR == 1
     assert lib.FCGX_CALL_SEQ_ERROR == -5
     # The same layout as the ctypes Structure of the package.
-    import ctypes
 
     for name, *_ in libfcgi.FCGX_Request._fields_:
         cname = "in" if name == "in_" else name

@@ -18,7 +18,7 @@ import libfcgi
 
 def test_hello_example_tcp(spawn):
     addr = f"127.0.0.1:{free_port()}"
-    app = spawn([sys.executable, str(EXAMPLES / "hello.py"), addr], addr)
+    spawn([sys.executable, str(EXAMPLES / "hello.py"), addr], addr)
     r = fc.request(addr, fc.cgi_params("/hi?x=1"))
     assert r.protocol_status == 0 and r.app_status == 0
     assert r.headers["content-type"] == "text/plain"

@@ -14,7 +14,7 @@ import pytest
 import fcgiclient as fc
 
 import libfcgi
-from libfcgi import Request, Server, WorkerPool
+from libfcgi import Server, WorkerPool
 
 
 class InProc:
@@ -357,7 +357,7 @@ def test_request_repr_and_idle_state(tmp):
         req = server.request()
         assert "idle" in repr(req)
         with pytest.raises(ValueError):
-            req.stdout
+            _ = req.stdout
         assert req.env == {}
         req.finish()  # nothing to finish: no-op
         req.close()

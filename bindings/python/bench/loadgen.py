@@ -19,10 +19,8 @@ processes when one core is not enough.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import multiprocessing
-import os
 import selectors
 import socket
 import struct

@@ -36,7 +36,14 @@ from ._core import (
     request_shutdown,
     shutdown_requested,
 )
-from ._native import ENV_VAR, FCGX_Request, FCGX_Stream, LibraryNotFoundError, library_path
+from ._native import (
+    ENV_VAR,
+    FCGX_Request,
+    FCGX_Stream,
+    LibraryNotFoundError,
+    library_info,
+    library_path,
+)
 from ._server import Server, WorkerPool
 
 __version__ = "0.1.0"
@@ -61,6 +68,7 @@ __all__ = [
     "init",
     "init_socket",
     "is_cgi",
+    "library_info",
     "library_path",
     "open_socket",
     "request_shutdown",

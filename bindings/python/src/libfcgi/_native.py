@@ -34,6 +34,7 @@ from ctypes import (
     c_int,
     c_void_p,
 )
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "FCGX_Stream",
     "LibraryNotFoundError",
     "library",
+    "library_info",
     "library_path",
     "load",
 ]
@@ -203,31 +205,27 @@ def _repo_candidates() -> list[Path]:
     return out
 
 
-def _candidates() -> list[tuple[str, str | None]]:
-    """(description, path or loader name). A None path means: not set."""
-    out: list[tuple[str, str | None]] = []
+def _candidates() -> Iterator[tuple[str, str | None]]:
+    """(description, path or loader name), in search order; a None path
+    means: not set / nothing found. Lazy: the system search (which may run
+    ldconfig) happens only when everything before it failed."""
     env = os.environ.get(ENV_VAR)
     if env:
         p = Path(env)
         if p.is_dir():
             for name in _file_names():
-                out.append((f"{ENV_VAR} directory", str(p / name)))
+                yield (f"{ENV_VAR} directory", str(p / name))
         else:
-            out.append((ENV_VAR, str(p)))
-        return out  # an explicit choice is never second-guessed
-    out.append((f"{ENV_VAR} (environment variable)", None))
+            yield (ENV_VAR, str(p))
+        return  # an explicit choice is never second-guessed
+    yield (f"{ENV_VAR} (environment variable)", None)
     for name in _file_names():
-        out.append(("bundled", str(_package_dir() / "_lib" / name)))
+        yield ("bundled", str(_package_dir() / "_lib" / name))
     for p in _repo_candidates():
-        out.append(("repository build", str(p)))
-    found = ctypes.util.find_library("fcgi")
-    if found:
-        out.append(("ctypes.util.find_library('fcgi')", found))
-    else:
-        out.append(("ctypes.util.find_library('fcgi')", None))
+        yield ("repository build", str(p))
+    yield ("ctypes.util.find_library('fcgi')", ctypes.util.find_library("fcgi"))
     for name in _file_names():
-        out.append(("system loader", name))
-    return out
+        yield ("system loader", name)
 
 
 class Library:
@@ -263,8 +261,20 @@ class Library:
         fn.argtypes = [c_char_p, c_int]
         self.FCGX_OpenSocket = fn
 
+        # This library says its version (an extension of the C API); the
+        # original libfcgi has no such function.
+        try:
+            ver = dll.fcgi_rs_version
+            ver.restype = c_char_p
+            ver.argtypes = []
+            self.version: str | None = ver().decode()
+            self.implementation = "fcgi"
+        except AttributeError:
+            self.version = None
+            self.implementation = "libfcgi"
+
     def __repr__(self) -> str:
-        return f"<libfcgi.Library {self.path!r}>"
+        return f"<libfcgi.Library {self.implementation} {self.version or ''} {self.path!r}>"
 
 
 _lock = threading.Lock()
@@ -311,12 +321,14 @@ def load() -> Library:
             try:
                 dll = ctypes.CDLL(path)
                 dll_errno = ctypes.CDLL(path, use_errno=True)
-                getattr(dll, "FCGX_Accept_r")
+                # Every FCGX_* function is looked up here: a library
+                # without one is not taken.
+                lib = Library(_resolved_path(dll, path), dll, dll_errno)
             except (OSError, AttributeError) as e:
                 tried.append((f"{what} {path}", f"failed: {e}"))
                 continue
-            _library = Library(_resolved_path(dll, path), dll, dll_errno)
-            return _library
+            _library = lib
+            return lib
         raise LibraryNotFoundError(tried)
 
 
@@ -328,6 +340,14 @@ def library() -> Library:
 def library_path() -> str:
     """Path of the library file in use (loading it on first use)."""
     return load().path
+
+
+def library_info() -> dict:
+    """Which library is in use: ``path``, ``implementation`` (``"fcgi"``:
+    this project's Rust library; ``"libfcgi"``: the original C library,
+    found on the system) and ``version`` (None for the original)."""
+    lib = load()
+    return {"path": lib.path, "implementation": lib.implementation, "version": lib.version}
 
 
 #: ``errno`` as saved by the last call through an errno-saving handle.
