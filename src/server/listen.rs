@@ -4,10 +4,11 @@
 use super::config::{self, Config};
 use crate::sys::{self, Peer};
 use crate::sys::{BorrowedFd, OwnedFd};
+use std::cell::Cell;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 /// Where `FCGX_OpenSocket` listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +79,72 @@ static SHUTDOWN_PENDING: AtomicBool = AtomicBool::new(false);
 /// Most threads that can be woken out of `accept()` at once; more threads
 /// still stop, but only at their next wake-up.
 const MAX_WAITERS: usize = 256;
-/// Kernel thread ids of the threads blocked in `accept()` (0 = free slot).
-static WAITERS: [AtomicI32; MAX_WAITERS] = [const { AtomicI32::new(0) }; MAX_WAITERS];
+
+/// One thread's slot: [`FREE`], [`IDLE`] (claimed by a thread that is not
+/// in `accept()` now), or the kernel id of the thread blocked in accept.
+/// Each slot has its own cache line, so threads marking themselves as
+/// waiting do not slow each other down.
+#[repr(align(64))]
+struct Slot(AtomicI32);
+
+const FREE: i32 = 0;
+const IDLE: i32 = -1;
+static WAITERS: [Slot; MAX_WAITERS] = [const { Slot(AtomicI32::new(FREE)) }; MAX_WAITERS];
+
+/// The slot a thread claimed on its first accept and its kernel id, as of
+/// fork generation `generation`; released when the thread ends.
+struct Claim {
+    index: Option<usize>,
+    tid: Cell<i32>,
+    generation: Cell<u32>,
+}
+
+/// Bumped in the child after every `fork()`: a thread id cached before the
+/// fork is the parent's, so it is read again.
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+unsafe extern "C" fn forked() {
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+impl Claim {
+    fn new() -> Claim {
+        static WATCH_FORKS: std::sync::Once = std::sync::Once::new();
+        WATCH_FORKS.call_once(|| sys::on_fork_child(forked));
+        let index = WAITERS.iter().position(|w| {
+            w.0.compare_exchange(FREE, IDLE, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        });
+        Claim {
+            index,
+            tid: Cell::new(sys::gettid()),
+            generation: Cell::new(FORK_GENERATION.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// This thread's kernel id (cached; read again after a fork).
+    fn tid(&self) -> i32 {
+        let generation = FORK_GENERATION.load(Ordering::SeqCst);
+        if self.generation.get() != generation {
+            self.generation.set(generation);
+            self.tid.set(sys::gettid());
+        }
+        self.tid.get()
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(i) = self.index {
+            WAITERS[i].0.store(FREE, Ordering::SeqCst);
+        }
+    }
+}
+
+thread_local! {
+    static CLAIM: Claim = Claim::new();
+}
+
 /// A signal whose handler is the library's shutdown handler (0: none), used
 /// to interrupt the `accept()` of the other threads.
 static WAKE_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -93,10 +158,11 @@ fn wake_waiters(sig: i32) {
     if sig == 0 {
         return;
     }
+    // A system call, not the thread-local cache: this runs in signal handlers.
     let me = sys::gettid();
     for w in &WAITERS {
-        let tid = w.load(Ordering::SeqCst);
-        if tid != 0 && tid != me {
+        let tid = w.0.load(Ordering::SeqCst);
+        if tid > 0 && tid != me {
             sys::signal_thread(tid, sig);
         }
     }
@@ -121,23 +187,29 @@ pub fn shutdown_signal(sig: i32) {
     }
 }
 
-/// A thread's registration as blocked in accept, removed on drop.
+/// Marks the calling thread as blocked in accept until dropped, so a
+/// shutdown can interrupt it. Two stores to the thread's own slot; no
+/// system call.
 struct Waiting(Option<usize>);
 
 impl Waiting {
     fn register() -> Waiting {
-        let tid = sys::gettid();
-        Waiting(WAITERS.iter().position(|w| {
-            w.compare_exchange(0, tid, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        }))
+        let slot = CLAIM
+            .try_with(|c| {
+                let i = c.index?;
+                WAITERS[i].0.store(c.tid(), Ordering::SeqCst);
+                Some(i)
+            })
+            .ok()
+            .flatten();
+        Waiting(slot)
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(i) = self.0 {
-            WAITERS[i].store(0, Ordering::SeqCst);
+            WAITERS[i].0.store(IDLE, Ordering::SeqCst);
         }
     }
 }

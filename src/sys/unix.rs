@@ -386,6 +386,13 @@ pub fn unix_listener(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Registers `handler` to run in the child after every `fork()`.
+pub fn on_fork_child(handler: unsafe extern "C" fn()) {
+    // SAFETY: registering a function that lives as long as the library;
+    // failure (ENOMEM) only loses the notification.
+    unsafe { libc::pthread_atfork(None, None, Some(handler)) };
+}
+
 /// `fork()` is not wrapped; this tells a thread spawned by the library
 /// whether it belongs to the current process.
 pub fn getpid() -> i32 {

@@ -182,6 +182,9 @@ pub fn gettid() -> i32 {
 /// waiting thread notices a shutdown through [`accept_unless`]).
 pub fn signal_thread(_tid: i32, _sig: i32) {}
 
+/// Windows has no `fork()`: nothing to register.
+pub fn on_fork_child(_handler: unsafe extern "C" fn()) {}
+
 /// This process's id.
 pub fn getpid() -> i32 {
     std::process::id() as i32
