@@ -36,6 +36,8 @@ ROOT = os.path.dirname(BENCH)
 REL = os.path.join(ROOT, "target", "release")
 BUILD = os.path.join(ROOT, "target", "bench")
 LOAD = os.path.join(REL, "fcgi-load")
+# Ours is copied here at the start, so a rebuild during the run changes nothing.
+OURS_DIR = os.path.join(BUILD, "ours")
 ORIG_LIB = "/usr/lib/x86_64-linux-gnu/libfcgi.so.0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VARIANTS = ("limit", "original", "ours")
@@ -107,12 +109,27 @@ def build():
         os.symlink("libfcgi.so", os.path.join(REL, "libfcgi.so.0"))
 
 
+def snapshot_ours():
+    """Copies target/release/libfcgi.so to OURS_DIR; returns (sha256 prefix, source state)."""
+    import hashlib
+    src = os.path.realpath(os.path.join(REL, "libfcgi.so"))
+    os.makedirs(OURS_DIR, exist_ok=True)
+    dst = os.path.join(OURS_DIR, "libfcgi.so.0")
+    shutil.copy2(src, dst + ".tmp")
+    os.replace(dst + ".tmp", dst)
+    with open(dst, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "c", "build.rs", "fcgi.map"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return digest, bool(dirty)
+
+
 def env_for(variant):
     env = dict(os.environ)
     env.pop("LD_LIBRARY_PATH", None)
     env.pop("LD_PRELOAD", None)
     if variant == "ours":
-        env["LD_LIBRARY_PATH"] = REL
+        env["LD_LIBRARY_PATH"] = OURS_DIR
     return env
 
 
@@ -120,7 +137,7 @@ def expected_lib(variant):
     if variant.startswith("limit"):
         return None
     if variant == "ours":
-        return os.path.realpath(os.path.join(REL, "libfcgi.so.0"))
+        return os.path.realpath(os.path.join(OURS_DIR, "libfcgi.so.0"))
     if variant == "original":
         return os.path.realpath(ORIG_LIB)
     return None
@@ -533,6 +550,11 @@ def machine_info():
     }
 
 
+def by_round(ours, orig):
+    """ours/original of the runs of the same round (they ran back to back)."""
+    return " ".join(ratio(a["rps"], b["rps"]) for a, b in zip(ours, orig))
+
+
 def best_limit(r):
     """The limit run set with the higher median throughput: (name, runs)."""
     cands = [(v, r.get(v) or []) for v in ("limit", "limit-epoll")]
@@ -545,7 +567,9 @@ def report(args, scns, results, sysc, ngx, info):
     L.append("# fcgi benchmark: ours vs Debian's libfcgi 2.4.2 vs the no-library limit")
     L.append("")
     L.append(f"{info['date']} on `{info['host']}`: {info['cpu']}, **{info['ncpu']} CPUs**, "
-             f"Linux {info['kernel']}; commit `{info['commit']}`. "
+             f"Linux {info['kernel']}; commit `{info['commit']}`"
+             f"{' (plus uncommitted changes in src/)' if info.get('lib_dirty') else ''}, "
+             f"our libfcgi.so sha256 `{info.get('lib_sha', '?')}`. "
              f"{args.rounds} rounds x {args.duration:g} s per scenario and variant; medians. "
              "Original and ours alternate their order every round; the same app binaries run "
              "on both libraries (built once against /usr/include; ours via LD_LIBRARY_PATH; "
@@ -563,8 +587,8 @@ def report(args, scns, results, sysc, ngx, info):
     L.append("## Throughput")
     L.append("")
     L.append("| scenario | limit req/s | original req/s | ours req/s | **ours/original** | "
-             "ours/limit | original/limit | ours MB/s in+out |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+             "ours/original by round | ours/limit | original/limit | ours MB/s in+out |")
+    L.append("|---|---:|---:|---:|---:|---|---:|---:|---:|")
     for s in scns:
         r = results[s.key]
         lname, lruns = best_limit(r)
@@ -573,13 +597,14 @@ def report(args, scns, results, sysc, ngx, info):
         mb = med([x["mb_in_s"] + x["mb_out_s"] for x in r["ours"]])
         mark = " e" if lname == "limit-epoll" else ""
         L.append(f"| `{s.key}`: {s.title} | {fmt(lim)}{mark} | {fmt(orig)} | {fmt(ours)} | "
-                 f"**{ratio(ours, orig)}** | {ratio(ours, lim)} | {ratio(orig, lim)} | "
-                 f"{fmt(mb, 1)} |")
+                 f"**{ratio(ours, orig)}** | {by_round(r['ours'], r['original'])} | "
+                 f"{ratio(ours, lim)} | {ratio(orig, lim)} | {fmt(mb, 1)} |")
     if ngx:
         lim, orig, ours = (med([x["rps"] for x in ngx[v]]) for v in VARIANTS)
         L.append(f"| `nginx-wrk`: wrk -c32 -> nginx (1 worker) -> hello 32 threads, "
                  f"new FastCGI conn. per request | {fmt(lim)} | {fmt(orig)} | {fmt(ours)} | "
-                 f"**{ratio(ours, orig)}** | {ratio(ours, lim)} | {ratio(orig, lim)} | - |")
+                 f"**{ratio(ours, orig)}** | {by_round(ngx['ours'], ngx['original'])} | "
+                 f"{ratio(ours, lim)} | {ratio(orig, lim)} | - |")
     L.append("")
     L.append("## Latency (median over rounds of each run's p50 and p99, microseconds)")
     L.append("")
@@ -665,6 +690,14 @@ def report(args, scns, results, sysc, ngx, info):
              "`hello-1ka-pin` (app and client on CPU 0) shows the CPU cost of a request.")
     L.append("* The canned echo of `echo-1m` reads the whole MiB before it answers, the echo app "
              "streams: there the limit is not an upper bound.")
+    for s in scns:
+        r = results[s.key]
+        if r.get("limit-epoll"):
+            L.append(f"* `{s.key}`: limit with threads (`canned -t 32`, the app's architecture) "
+                     f"{fmt(med([x['rps'] for x in r['limit']]))} req/s at "
+                     f"{fmt(med([x['app_cpu_us_per_req'] for x in r['limit']]), 1)} us CPU/req; "
+                     f"with epoll (`canned -E 2`) {fmt(med([x['rps'] for x in r['limit-epoll']]))} req/s "
+                     f"at {fmt(med([x['app_cpu_us_per_req'] for x in r['limit-epoll']]), 1)} us CPU/req.")
     L.append("* MB/s counts all FastCGI bytes received and sent by the client.")
     L.append("* Method and scenarios: bench/README.md.")
     L.append("")
@@ -705,7 +738,8 @@ def report(args, scns, results, sysc, ngx, info):
                  "status, stdout byte for byte against the first response), no connection left "
                  "unserved, and each run loaded the expected library "
                  f"(original: `{os.path.realpath(ORIG_LIB)}`, ours: "
-                 f"`{os.path.realpath(os.path.join(REL, 'libfcgi.so.0'))}`, limit: none).")
+                 f"`{expected_lib('ours')}`, a copy of target/release/libfcgi.so taken at the "
+                 "start; limit: none).")
     L.append("")
     return "\n".join(L)
 
@@ -739,12 +773,14 @@ def main():
         scns = [s for s in SCENARIOS if s.key in keys]
     if not args.no_build:
         build()
+    lib_sha, lib_dirty = snapshot_ours()
     for v in ("original", "ours"):
         if not os.path.exists(expected_lib(v)):
             log(f"missing library for {v}: {expected_lib(v)}")
             return 1
     t_start = time.time()
     info = machine_info()
+    info["lib_sha"], info["lib_dirty"] = lib_sha, lib_dirty
     ports = Ports()
     errlog = open(os.path.join(BUILD, "servers.log"), "w")
     results = {s.key: {v: [] for v in ALL_VARIANTS} for s in scns}
