@@ -11,7 +11,7 @@ import time
 import pytest
 
 import fcgiclient as fc
-from conftest import EXAMPLES, free_port
+from conftest import EXAMPLES, free_port, write_module
 
 import libfcgi
 
@@ -53,6 +53,64 @@ def test_sigint_in_accept_raises_keyboardinterrupt(spawn):
     assert time.monotonic() - t0 < 2.0
     assert "KeyboardInterrupt" in err
     assert code != 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_waiting_on_a_kept_alive_connection(spawn, sig):
+    """The wait for the next request on a kept-alive connection (nginx
+    fastcgi_keep_conn) is as interruptible as accept(): Ctrl-C raises
+    KeyboardInterrupt at once, SIGTERM makes accept() return False."""
+    addr = f"127.0.0.1:{free_port()}"
+    app = spawn([sys.executable, str(EXAMPLES / "hello.py"), addr], addr)
+    with fc.Connection(addr) as c:
+        for i in range(3):
+            c.request(fc.cgi_params(f"/k{i}"), keep_conn=True)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        app.signal(sig)
+        code, out, err = app.finish(timeout=5)
+        assert time.monotonic() - t0 < 2.0
+    if sig == signal.SIGINT:
+        assert "KeyboardInterrupt" in err
+    else:
+        assert code == 0, err
+
+
+RESUME = """
+    import sys, libfcgi
+    libfcgi.init_socket(sys.argv[1], 10)
+    req = libfcgi.fcgi_request()
+    interrupted = 0
+    while True:
+        try:
+            if not req.accept():
+                break
+        except KeyboardInterrupt:
+            interrupted += 1
+            print("interrupted", flush=True)
+            if interrupted > 1:
+                break
+            continue
+        req.out.write("\\r\\ninterrupted=%d" % interrupted)
+        req.finish()
+"""
+
+
+def test_an_interrupted_wait_can_be_resumed(spawn, tmp):
+    script = write_module(tmp, "resume", RESUME)
+    addr = f"127.0.0.1:{free_port()}"
+    app = spawn([sys.executable, str(script), addr], addr)
+    with fc.Connection(addr) as c:
+        assert c.request(fc.cgi_params("/"), keep_conn=True).body == b"interrupted=0"
+        time.sleep(0.2)
+        app.signal(signal.SIGINT)
+        assert app.p.stdout.readline() == b"interrupted\n"
+        # The same kept-alive connection, served by the resumed wait.
+        assert c.request(fc.cgi_params("/"), keep_conn=True).body == b"interrupted=1"
+        time.sleep(0.2)
+        app.signal(signal.SIGINT)
+        code, out, err = app.finish(timeout=5)
+        assert code == 0, err
 
 
 def test_threaded_example_serves_concurrently_and_stops_on_ctrl_c(spawn):

@@ -68,19 +68,14 @@ class _Writer:
         self._which = which
 
     def write(self, data) -> int:
-        return self._req._put(self._which, data)
+        return self._req._guarded_put(self._which, data)
 
     def writelines(self, lines) -> None:
         for line in lines:
-            self._req._put(self._which, line)
+            self._req._guarded_put(self._which, line)
 
     def flush(self) -> None:
-        r = self._req
-        ptr = r._stream_ptr(self._which)
-        if self._which == _core._OUT:
-            r._out_pending = 0
-        if r._lib.FCGX_FFlush(ptr) != 0:
-            raise r._write_error(ptr)
+        self._req._flush(self._which)
 
 
 class fcgi_request(Request):  # noqa: N801 - the classic name

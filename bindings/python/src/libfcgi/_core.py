@@ -294,35 +294,133 @@ class Params(Mapping):
 
 
 class _Handle:
-    """What the finalizer needs: the C struct and the lock that says a
-    thread is inside accept()."""
+    """The C struct and who is using it: the finalizer needs this, not the
+    Request (so that a helper thread holding it does not keep the Request
+    alive).
 
-    __slots__ = ("lib", "struct", "ptr", "lock", "closed", "close_pending")
+    ``busy`` is set while a thread is inside a C call on the struct; a
+    close (explicit or by the garbage collector) during such a call is left
+    to that thread (``close_pending``), which frees the struct when it
+    leaves the call: the struct is never freed under the library's feet.
+    """
+
+    __slots__ = ("lib", "struct", "ptr", "guard", "busy", "closed", "close_pending", "helper")
 
     def __init__(self, lib, struct: FCGX_Request):
         self.lib = lib
         self.struct = struct
         self.ptr = ctypes.addressof(struct)
-        self.lock = threading.Lock()
+        self.guard = threading.Lock()  # held only for a few attribute updates
+        self.busy = False
         self.closed = False
         self.close_pending = False
+        self.helper: _AcceptHelper | None = None
 
-    def release(self) -> None:
-        """``FCGX_Free(req, 1)``; the caller holds ``lock`` (or knows that no
-        other thread uses the request)."""
-        if not self.closed:
-            self.closed = True
-            self.lib.FCGX_Free(self.ptr, 1)
+    def enter(self) -> None:
+        with self.guard:
+            if self.closed or self.close_pending:
+                raise ValueError("the FastCGI request is closed")
+            if self.busy:
+                raise RuntimeError("a FastCGI request object used by two threads at once")
+            self.busy = True
+
+    def leave(self) -> None:
+        with self.guard:
+            self.busy = False
+            if self.close_pending and not self.closed:
+                self.closed = True
+                self.lib.FCGX_Free(self.ptr, 1)
+
+    def close(self) -> None:
+        """``FCGX_Free(req, 1)`` now, or when the thread inside a call leaves."""
+        with self.guard:
+            if self.closed:
+                return
+            if self.busy:
+                self.close_pending = True
+            else:
+                self.closed = True
+                self.lib.FCGX_Free(self.ptr, 1)
+        helper = self.helper
+        if helper is not None:
+            helper.stop()
 
 
 def _finalize(h: _Handle) -> None:
-    if h.lock.acquire(blocking=False):
-        try:
-            h.release()
-        finally:
-            h.lock.release()
-    else:  # a thread is still inside accept(): it releases on return
-        h.close_pending = True
+    h.close()
+
+
+class _AcceptHelper:
+    """Runs ``FCGX_Accept_r`` for the main thread while the main thread
+    waits in Python, where Ctrl-C interrupts it.
+
+    Used only when the main thread waits for the next request on a kept-
+    alive connection: the library restarts that read after a signal (only
+    accept() itself honours FCGI_FAIL_ACCEPT_ON_INTR), so a direct call
+    would hold off KeyboardInterrupt until the next request. If the wait is
+    interrupted, the call goes on here and the next ``accept()`` takes its
+    result.
+    """
+
+    def __init__(self, h: _Handle):
+        self.h = h
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.running = False  # started, result not yet taken
+        self.stopped = False
+        self.rc = 0
+        threading.Thread(target=self._run, name="libfcgi-accept", daemon=True).start()
+
+    def _run(self) -> None:
+        _block_signals_in_this_thread()
+        h = self.h
+        while True:
+            self.go.acquire()
+            if self.stopped:
+                return
+            try:
+                self.rc = h.lib.FCGX_Accept_r(h.ptr)
+            finally:
+                h.leave()  # the caller entered for us
+                self.done.release()
+            if self.stopped:
+                return
+
+    def start(self) -> None:
+        """Starts a call; the caller has done ``h.enter()``."""
+        self.running = True
+        self.go.release()
+
+    def wait(self) -> int:
+        """The result of the running call. Raises KeyboardInterrupt (the
+        call goes on); returns -EINTR at a shutdown request."""
+        while not self.done.acquire(timeout=0.5):
+            if shutdown_requested():
+                return -_errno.EINTR
+        self.running = False
+        return self.rc
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            if not self.running:
+                self.go.release()
+
+
+def _use_accept_helper(h: _Handle) -> bool:
+    """Whether the wait must be interruptible from Python: in the main
+    thread, with a Python SIGINT handler, on a kept-alive connection."""
+    if h.struct.ipcFd < 0 or threading.current_thread() is not threading.main_thread():
+        return False
+    import signal
+
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+    except (ValueError, AttributeError):
+        return False
+    return callable(handler)
 
 
 _IN, _OUT, _ERR, _DATA = 0, 1, 2, 3
@@ -387,7 +485,7 @@ class Request:
         owner's ``accept()`` returns)."""
         self._end()
         self._finalizer.detach()
-        _finalize(self._h)
+        self._h.close()
 
     def __enter__(self) -> Request:
         return self
@@ -428,37 +526,44 @@ class Request:
         and KeyboardInterrupt when Ctrl-C interrupts the wait (the GIL is
         released while waiting)."""
         h = self._h
-        if not h.lock.acquire(blocking=False):
-            raise RuntimeError("Request.accept() called from two threads at once")
-        try:
+        if h.closed or h.close_pending:
+            return False
+        self._end()
+        while True:
+            rc = self._accept_once(h)
             if h.closed or h.close_pending:
                 return False
-            self._end()
-            while True:
-                rc = h.lib.FCGX_Accept_r(h.ptr)
-                if h.close_pending:
-                    return False
-                if rc == 0:
-                    self._begin()
-                    return True
-                if rc == -_errno.EINTR:
-                    # A signal, or a shutdown request. Let Python run its
-                    # handlers now (KeyboardInterrupt is raised here).
-                    _check_signals()
-                    if shutdown_requested():
-                        return False
-                    continue
+            if rc == 0:
+                self._begin()
+                return True
+            if rc == -_errno.EINTR:
+                # A signal, or a shutdown request. Let Python run its
+                # handlers now (KeyboardInterrupt is raised here).
+                _check_signals()
                 if shutdown_requested():
                     return False
-                code = -rc if rc < 0 else rc
-                if code in (9997, 9998, 9999):
-                    raise FastCGIError(rc, f"FCGX_Accept_r failed ({rc})")
-                raise OSError(code, f"FCGX_Accept_r: {os.strerror(code)}")
+                continue
+            if shutdown_requested():
+                return False
+            code = -rc if rc < 0 else rc
+            if code in (9997, 9998, 9999):
+                raise FastCGIError(rc, f"FCGX_Accept_r failed ({rc})")
+            raise OSError(code, f"FCGX_Accept_r: {os.strerror(code)}")
+
+    def _accept_once(self, h: _Handle) -> int:
+        helper = h.helper
+        if helper is not None and helper.running:
+            return helper.wait()  # an interrupted wait: take its result
+        h.enter()
+        if _use_accept_helper(h):
+            if helper is None:
+                helper = h.helper = _AcceptHelper(h)
+            helper.start()
+            return helper.wait()
+        try:
+            return h.lib.FCGX_Accept_r(h.ptr)
         finally:
-            if h.close_pending:
-                self._active = False
-                h.release()
-            h.lock.release()
+            h.leave()
 
     def _begin(self) -> None:
         self._active = True
@@ -487,7 +592,11 @@ class Request:
         if not self._active or h.closed:
             return
         self._end()
-        h.lib.FCGX_Finish_r(h.ptr)
+        h.enter()
+        try:
+            h.lib.FCGX_Finish_r(h.ptr)
+        finally:
+            h.leave()
 
     @property
     def active(self) -> bool:
@@ -587,6 +696,14 @@ class Request:
         """Reads the rest of FCGI_STDIN (discarding it) and switches the
         input to FCGI_DATA. Raises :class:`FastCGIError` (-5) unless this is
         a FILTER request."""
+        h = self._h
+        h.enter()
+        try:
+            self._start_filter_data()
+        finally:
+            h.leave()
+
+    def _start_filter_data(self) -> None:
         ptr = self._stream_ptr(_IN)
         if self._c.role != FILTER:
             raise FastCGIError(FCGX_CALL_SEQ_ERROR, "FCGI_DATA exists only for FILTER requests")
@@ -682,10 +799,20 @@ class Request:
     def read(self, size: int = -1) -> bytes:
         """Reads the request body (FCGI_STDIN): ``size`` bytes (fewer only at
         its end), or all of it."""
-        return self._get(_IN, size)
+        h = self._h
+        h.enter()
+        try:
+            return self._get(_IN, size)
+        finally:
+            h.leave()
 
     def readline(self, size: int = -1) -> bytes:
-        return self._getline(_IN, size)
+        h = self._h
+        h.enter()
+        try:
+            return self._getline(_IN, size)
+        finally:
+            h.leave()
 
     # -- writing ------------------------------------------------------------
 
@@ -743,18 +870,35 @@ class Request:
 
     def write(self, data) -> int:
         """Writes to FCGI_STDOUT (``str`` is encoded with ``encoding``)."""
-        return self._put(_OUT, data)
+        return self._guarded_put(_OUT, data)
 
     def write_stderr(self, data) -> int:
         """Writes to FCGI_STDERR."""
-        return self._put(_ERR, data)
+        return self._guarded_put(_ERR, data)
+
+    def _guarded_put(self, which: int, data) -> int:
+        h = self._h
+        h.enter()
+        try:
+            return self._put(which, data)
+        finally:
+            h.leave()
 
     def flush(self) -> None:
         """Sends what is buffered on FCGI_STDOUT now (``FCGX_FFlush``)."""
-        ptr = self._stream_ptr(_OUT)
-        self._out_pending = 0
-        if self._lib.FCGX_FFlush(ptr) != 0:
-            raise self._write_error(ptr)
+        self._flush(_OUT)
+
+    def _flush(self, which: int) -> None:
+        h = self._h
+        h.enter()
+        try:
+            ptr = self._stream_ptr(which)
+            if which == _OUT:
+                self._out_pending = 0
+            if self._lib.FCGX_FFlush(ptr) != 0:
+                raise self._write_error(ptr)
+        finally:
+            h.leave()
 
     def set_exit_status(self, status: int) -> None:
         """The application status sent in FCGI_END_REQUEST."""
@@ -812,12 +956,22 @@ class InputStream(_StreamBase):
         mv = memoryview(b)
         if mv.readonly:
             raise TypeError("readinto() needs a writable buffer")
-        return self._req._getinto(ptr, mv.cast("B"))
+        h = self._req._h
+        h.enter()
+        try:
+            return self._req._getinto(ptr, mv.cast("B"))
+        finally:
+            h.leave()
 
     def read(self, size: int = -1) -> bytes:
         self._checkClosed()
         self._ptr()
-        return self._req._get(self._which, size)
+        h = self._req._h
+        h.enter()
+        try:
+            return self._req._get(self._which, size)
+        finally:
+            h.leave()
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -825,7 +979,12 @@ class InputStream(_StreamBase):
     def readline(self, size: int | None = -1) -> bytes:
         self._checkClosed()
         self._ptr()
-        return self._req._getline(self._which, -1 if size is None else size)
+        h = self._req._h
+        h.enter()
+        try:
+            return self._req._getline(self._which, -1 if size is None else size)
+        finally:
+            h.leave()
 
     def __next__(self) -> bytes:
         line = self.readline()
@@ -852,29 +1011,30 @@ class OutputStream(_StreamBase):
         self._ptr()
         if isinstance(b, str):
             raise TypeError("write() argument must be a bytes-like object, not str")
-        return self._req._put(self._which, b)
+        return self._req._guarded_put(self._which, b)
 
     def flush(self) -> None:
         if self.closed:
             return
         r = self._req
-        if r._gen != self._gen or not r._active:
+        if r._gen != self._gen or not r._active or r._h.closed:
             return
-        ptr = self._ptr()
-        if self._which == _OUT:
-            r._out_pending = 0
-        if r._lib.FCGX_FFlush(ptr) != 0:
-            raise r._write_error(ptr)
+        r._flush(self._which)
 
     def close(self) -> None:
         if self.closed:
             return
         r = self._req
         try:
-            if r._gen == self._gen and r._active:
-                ptr = r._stream_ptr(self._which)
-                if r._lib.FCGX_FClose(ptr) != 0:
-                    raise r._write_error(ptr)
+            if r._gen == self._gen and r._active and not r._h.closed:
+                h = r._h
+                h.enter()
+                try:
+                    ptr = r._stream_ptr(self._which)
+                    if r._lib.FCGX_FClose(ptr) != 0:
+                        raise r._write_error(ptr)
+                finally:
+                    h.leave()
         finally:
             super().close()
 
