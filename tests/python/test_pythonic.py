@@ -273,21 +273,34 @@ def test_accept_releases_the_gil(tmp):
 
         def wait():
             state["accepted"] = req.accept()
+            state["body"] = req.read()  # blocks until the body's end arrives
             req.stdout.write(b"\r\n")
             req.finish()
+
+        def spin() -> int:
+            count = 0
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                count += 1
+            return count
 
         t = threading.Thread(target=wait)
         t.start()
         time.sleep(0.1)
-        count = 0
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            count += 1
+        count = spin()
         assert count > 100_000, f"main thread starved while another waits in accept ({count})"
         assert t.is_alive()
-        fc.request(path, fc.cgi_params("/"))
+        with fc.Connection(path) as c:
+            whole = fc.encode_request(fc.cgi_params("/", "POST", b"body"), b"body")
+            c.send(whole[:-16])  # all but the end of FCGI_STDIN
+            time.sleep(0.1)
+            count = spin()
+            assert count > 100_000, f"main thread starved while another waits in read ({count})"
+            assert t.is_alive()
+            c.send(whole[-16:])
+            c.read_response()
         t.join(5)
-        assert state["accepted"]
+        assert state["accepted"] and state["body"] == b"body"
         req.close()
 
 

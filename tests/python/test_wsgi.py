@@ -69,6 +69,8 @@ def test_validated_hello_and_content_length(wsgi):
     r = s.request(fc.cgi_params("/hello"))
     assert r.headers["content-length"] == "14"
     assert [k for k, _ in r.records] == [fc.STDOUT, fc.STDOUT, fc.END_REQUEST]
+    # Not for HEAD, 204 or 304.
+    assert "content-length" not in s.request(fc.cgi_params("/", "HEAD")).headers
 
 
 def test_environ_contents(wsgi):
@@ -264,6 +266,8 @@ def test_errors_give_500_with_traceback_and_the_server_goes_on(wsgi):
         if path == "/inject":
             start_response("200 OK", [("X-Bad", "a\r\nSet-Cookie: evil=1")])
             return [b"x"]
+        if path == "/exit":
+            raise SystemExit(3)
         if path == "/notbytes":
             start_response("200 OK", [])
             return ["text is not allowed"]
@@ -278,7 +282,8 @@ def test_errors_give_500_with_traceback_and_the_server_goes_on(wsgi):
                          ("/twice", b"second time"),
                          ("/nostart", b"start_response"),
                          ("/inject", b"line break"),
-                         ("/notbytes", b"bytes")]:
+                         ("/notbytes", b"bytes"),
+                         ("/exit", b"SystemExit")]:
         r = s.request(fc.cgi_params(path))
         assert r.status == 500, path
         assert b"Traceback" in r.stderr and needle in r.stderr, (path, r.stderr)
@@ -344,6 +349,10 @@ def test_keep_alive_and_threads(wsgi):
     s = wsgi(app, threads=4)
     with fc.Connection(s.path) as c:
         names = {c.request(fc.cgi_params("/"), keep_conn=True).body for _ in range(20)}
+        # A body the app does not read is skipped before the next request.
+        big = os.urandom(1_000_000)
+        names.add(c.request(fc.cgi_params("/", "POST", big), big, keep_conn=True).body)
+        names.add(c.request(fc.cgi_params("/"), keep_conn=True).body)
     assert len(names) == 1  # one connection, one worker
     out = []
     t0 = time.monotonic()

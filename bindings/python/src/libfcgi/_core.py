@@ -1096,8 +1096,10 @@ def _block_signals_in_this_thread() -> None:
     import signal
 
     if hasattr(signal, "pthread_sigmask"):
+        # Not SIGUSR1: libfcgi's shutdown signal, which a pool also sends to
+        # its own idle workers to get them out of accept().
         sigs = {signal.SIGINT, signal.SIGTERM}
-        for name in ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGCHLD", "SIGWINCH"):
+        for name in ("SIGHUP", "SIGUSR2", "SIGQUIT", "SIGCHLD", "SIGWINCH"):
             if hasattr(signal, name):
                 sigs.add(getattr(signal, name))
         try:

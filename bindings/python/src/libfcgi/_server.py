@@ -212,7 +212,7 @@ class WorkerPool:
                 w.busy = True
                 try:
                     handle(req)
-                except Exception:
+                except BaseException:  # noqa: BLE001 - the worker must go on
                     log.exception("libfcgi: request handler failed")
                 finally:
                     self.served += 1

@@ -409,19 +409,17 @@ class WSGIServer:
             environ = self.make_environ(req)
             result = self.app(environ, ex.start_response)
             if type(result) in (list, tuple) and len(result) == 1 and not ex.sent:
-                self._send_single(ex, result[0])
+                self._send_single(ex, result[0], environ["REQUEST_METHOD"] == "HEAD")
             else:
                 flush = not isinstance(result, (list, tuple, FileWrapper))
                 for data in result:
                     if data:
                         ex.send(data, flush)
-                    elif not ex.started:
-                        pass
                 if not ex.sent:
                     ex.send(b"", False)
         except _ClientGone:
             pass
-        except Exception:
+        except BaseException:  # SystemExit from an app too: a worker thread goes on
             self._report(req, ex)
         finally:
             close = getattr(result, "close", None)
@@ -433,7 +431,7 @@ class WSGIServer:
         # Not finished here: the worker's next accept() does it (one C call
         # less), or the pool when it stops.
 
-    def _send_single(self, ex: _Exchange, body) -> None:
+    def _send_single(self, ex: _Exchange, body, head_request: bool) -> None:
         if type(body) is not bytes:
             if isinstance(body, (bytearray, memoryview)):
                 body = bytes(body)
@@ -441,12 +439,15 @@ class WSGIServer:
                 raise TypeError(f"WSGI body blocks must be bytes, not {type(body).__name__}")
         if not ex.started:
             raise AssertionError("the application returned without calling start_response()")
-        for name, _ in ex.headers:
-            if len(name) == 14 and name.lower() == "content-length":
-                extra = ""
-                break
+        extra = f"Content-Length: {len(body)}\r\n"
+        code = ex.status[:3]
+        if head_request or code[0] == "1" or code in ("204", "304"):
+            extra = ""  # no body by definition: the length is not this one
         else:
-            extra = f"Content-Length: {len(body)}\r\n"
+            for name, _ in ex.headers:
+                if len(name) == 14 and name.lower() == "content-length":
+                    extra = ""
+                    break
         head = ex.header_block(extra)
         ex.sent = True
         if len(body) <= 16384:
