@@ -12,8 +12,13 @@ use std::io;
 use std::ops::Range;
 use thiserror::Error;
 
-/// Room for the largest record (8 + 65535 + 255) with space to read ahead.
+/// Room for the largest record (8 + 65535 + 255) with space to read ahead:
+/// what the buffer grows to when a record does not fit its first size.
 pub const INPUT_BUFFER_SIZE: usize = 128 * 1024;
+/// The buffer's first size: a whole request of the usual kind (BEGIN,
+/// parameters, a small body) fits, so a worker that serves only such
+/// requests never touches more memory than this.
+pub const INITIAL_INPUT_BUFFER_SIZE: usize = 16 * 1024;
 
 /// Why no record could be read.
 #[derive(Debug, Error)]
@@ -52,7 +57,7 @@ impl Default for InputBuffer {
 impl InputBuffer {
     pub fn new() -> Self {
         InputBuffer {
-            buf: vec![0; INPUT_BUFFER_SIZE],
+            buf: vec![0; INITIAL_INPUT_BUFFER_SIZE],
             start: 0,
             end: 0,
         }
@@ -72,9 +77,13 @@ impl InputBuffer {
     /// Makes at least `need` bytes available from `start`. `Ok(false)` if
     /// the peer closed the connection first.
     fn fill(&mut self, fd: BorrowedFd<'_>, need: usize, wait: Wait) -> Result<bool, ReadError> {
-        debug_assert!(need <= self.buf.len());
+        debug_assert!(need <= INPUT_BUFFER_SIZE);
         if self.buffered() >= need {
             return Ok(true);
+        }
+        if need > self.buf.len() {
+            // Grown once, to the size that holds any record.
+            self.buf.resize(INPUT_BUFFER_SIZE, 0);
         }
         if self.start + need > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
@@ -199,11 +208,17 @@ mod tests {
             }
         });
         let mut ib = InputBuffer::new();
+        assert_eq!(ib.buf.len(), INITIAL_INPUT_BUFFER_SIZE);
         for _ in 0..10 {
             let (h, r) = ib.next_record(b.as_fd(), Wait::Block).unwrap();
             assert_eq!(h.content_length, 65535);
             assert!(ib.get(r).iter().all(|&x| x == 9));
         }
         writer.join().unwrap();
+        assert_eq!(
+            ib.buf.len(),
+            INPUT_BUFFER_SIZE,
+            "grown once for the large records"
+        );
     }
 }
