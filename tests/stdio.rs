@@ -229,3 +229,25 @@ fn fwrite_to_a_vanished_peer_returns_a_short_count() {
     let _ = std::fs::remove_file(&report);
     assert!(text.contains("fwrite_gone a<=1 b<=1"), "{text}");
 }
+
+#[test]
+fn exit_inside_a_request_still_finishes_it() {
+    // FCGI_Accept registers FCGI_Finish with atexit: a program that exits
+    // in the middle of a request still sends its output and END_REQUEST.
+    let report = std::env::temp_dir().join(format!("fcgi-stdio-exit-{}", std::process::id()));
+    let mut app = Spawned::start(
+        "stdio_probe",
+        Lib::under_test(),
+        &[report.to_str().unwrap()],
+    );
+    let r = app.request(&Request::responder().param("SCENARIO", "exit_in_request"));
+    assert_eq!(r.body(), b"leaving from inside a request");
+    assert!(r.stdout_ended);
+    assert_eq!(r.app_status, 5);
+    let deadline = Instant::now() + secs(5);
+    while app.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the app did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_file(&report);
+}

@@ -308,6 +308,26 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_loopback_listens_and_accepts() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+            eprintln!("no IPv6 loopback here: skipped");
+            return;
+        };
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let addr = BindAddr::parse(&format!("[::1]:{port}"));
+        assert_eq!(addr, tcp(Some("::1"), port));
+        let listener = addr.listen(4).unwrap();
+        let mut client = std::net::TcpStream::connect(("::1", port)).unwrap();
+        client.write_all(b"x").unwrap();
+        let cfg = Config::from_env();
+        let a = accept_connection(listener.as_fd(), false, &cfg).unwrap();
+        assert!(matches!(a.peer, Peer::Ip(std::net::IpAddr::V6(ip)) if ip.is_loopback()));
+    }
+
+    #[test]
     fn bad_host_is_an_error_not_an_exit() {
         let e = BindAddr::parse("no-such-host.invalid:9000")
             .listen(5)

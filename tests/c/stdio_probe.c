@@ -23,7 +23,12 @@ int main(int argc, char **argv)
         if (s == NULL)
             s = "";
         printf("Content-type: text/plain\r\n\r\n");
-        if (strcmp(s, "fwrite_gone") == 0) {
+        if (strcmp(s, "exit_in_request") == 0) {
+            /* FCGI_Finish runs at exit: the response and END_REQUEST still go out. */
+            printf("leaving from inside a request");
+            FCGI_SetExitStatus(5);
+            exit(0);
+        } else if (strcmp(s, "fwrite_gone") == 0) {
             /* the client has gone away by now */
             size_t a, b;
             sleep(1);
