@@ -81,6 +81,12 @@ impl InputBuffer {
         if self.buffered() >= need {
             return Ok(true);
         }
+        if self.buffered() == 0 {
+            // Nothing kept: read from the front, so a request is not split
+            // across two reads by the end of the buffer.
+            self.start = 0;
+            self.end = 0;
+        }
         if need > self.buf.len() {
             // Grown once, to the size that holds any record.
             self.buf.resize(INPUT_BUFFER_SIZE, 0);
