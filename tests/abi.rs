@@ -23,6 +23,8 @@
 //! libfcgi0ldbl. Without the original they are skipped with a message,
 //! except under CI (env `CI` set), where that fails.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,11 +44,7 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn our_library() -> PathBuf {
-    let lib = profile_dir().join("libfcgi.so");
-    assert!(lib.is_file(), "{} was not built by cargo", lib.display());
-    lib
-}
+use common::our_library;
 
 fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())

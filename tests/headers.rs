@@ -28,6 +28,8 @@
 //! are skipped with a message when they are missing, except under CI
 //! (env `CI` set), where a missing original fails.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -1182,8 +1184,7 @@ fn build_and_run_original_api(dir: &Path, ours: bool) -> (String, String) {
     if ours {
         // Our headers first, then our library through a folder holding
         // only libfcgi.so.0 -> target/<profile>/libfcgi.so.
-        let lib = profile_dir().join("libfcgi.so");
-        assert!(lib.is_file(), "{} was not built", lib.display());
+        let lib = common::our_library();
         let libdir = dir.join("lib");
         std::fs::create_dir_all(&libdir).unwrap();
         let _ = std::fs::remove_file(libdir.join("libfcgi.so.0"));
@@ -1231,7 +1232,7 @@ fn a_program_for_the_original_header_compiles_unchanged_and_agrees() {
     let (want, want_err) = build_and_run_original_api(&dir, false);
     let (got, got_err) = build_and_run_original_api(&dir, true);
     // The program names the library it runs with on stderr.
-    let ours = std::fs::canonicalize(profile_dir().join("libfcgi.so")).unwrap();
+    let ours = std::fs::canonicalize(common::our_library()).unwrap();
     assert!(
         got_err.contains(&format!("library: {}", ours.display())),
         "the program did not run with our library:\n{got_err}"

@@ -23,7 +23,7 @@ use common::nginx::{
     FASTCGI_PARAMS, Killed, Nginx, Relay, Response, Scratch, assert_maps_our_library, nginx_binary,
     parse_response, read_lossy,
 };
-use common::{profile_dir, repo};
+use common::repo;
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 /// Compiles examples/echo.c against our headers, linked with our library
 /// through `dir/lib/libfcgi.so.0`, with that folder as its run path.
 fn build_echo(dir: &Path) -> PathBuf {
-    let lib = profile_dir().join("libfcgi.so");
-    assert!(lib.is_file(), "{} was not built by cargo", lib.display());
+    let lib = common::our_library();
     let libdir = dir.join("lib");
     std::fs::create_dir_all(&libdir).unwrap();
     std::os::unix::fs::symlink(&lib, libdir.join("libfcgi.so.0")).unwrap();

@@ -15,6 +15,8 @@
 //! `-lfcgi` against the library cargo built next to this test binary
 //! (`target/<profile>/libfcgi.so`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -42,48 +44,7 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/<profile>/libfcgi.so`, built first: `cargo test` compiles the
-/// library into `deps/` but copies it up to `target/<profile>/` only on
-/// `cargo build`, so this runs `cargo build --lib` for the same profile
-/// (quick when nothing changed; cargo holds no lock while tests run).
-fn our_library() -> PathBuf {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let profile = profile_dir();
-        let name = profile.file_name().unwrap().to_string_lossy().into_owned();
-        let parent = profile.parent().unwrap().to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(repo()).args(["build", "--lib", "--quiet"]);
-        // target/<profile>, or target/<triple>/<profile> with --target.
-        if parent.join("CACHEDIR.TAG").is_file() {
-            cmd.env("CARGO_TARGET_DIR", &parent);
-        } else {
-            let triple = parent.file_name().unwrap().to_string_lossy().into_owned();
-            cmd.env("CARGO_TARGET_DIR", parent.parent().unwrap());
-            cmd.args(["--target", &triple]);
-        }
-        match name.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let out = cmd.output().expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build --lib failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lib = profile.join("libfcgi.so");
-        assert!(lib.is_file(), "{} was not built", lib.display());
-        lib
-    })
-    .clone()
-}
+use common::our_library;
 
 fn work_dir() -> PathBuf {
     profile_dir().join("os-layer")

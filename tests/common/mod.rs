@@ -81,9 +81,48 @@ pub fn profile_dir() -> PathBuf {
 /// The original library's location, as the dynamic loader resolves it.
 pub const ORIGINAL_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/libfcgi.so.0.0.0";
 
-/// Our library as cargo built it.
+/// `target/<profile>/libfcgi.so`, built first: `cargo test` compiles the
+/// library into `deps/` but copies it up to `target/<profile>/` only on
+/// `cargo build`, so this runs `cargo build --lib` once for the same
+/// profile (quick when nothing changed; cargo holds no lock while tests run).
 pub fn our_library() -> PathBuf {
-    profile_dir().join("libfcgi.so")
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let profile = profile_dir();
+        let name = profile.file_name().unwrap().to_string_lossy().into_owned();
+        let parent = profile.parent().unwrap().to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(repo())
+            .args(["build", "--lib", "-p", "fcgi", "--quiet"]);
+        // target/<profile>, or target/<triple>/<profile> with --target.
+        if parent.join("CACHEDIR.TAG").is_file() {
+            cmd.env("CARGO_TARGET_DIR", &parent);
+        } else {
+            let triple = parent.file_name().unwrap().to_string_lossy().into_owned();
+            cmd.env("CARGO_TARGET_DIR", parent.parent().unwrap());
+            cmd.args(["--target", &triple]);
+        }
+        match name.as_str() {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
+            }
+        }
+        let out = cmd.output().expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build --lib failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lib = profile.join("libfcgi.so");
+        assert!(lib.is_file(), "{} was not built", lib.display());
+        lib
+    })
+    .clone()
 }
 
 pub fn ours_available() -> bool {
