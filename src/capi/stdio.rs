@@ -14,7 +14,7 @@ use super::types::FCGX_Stream;
 use crate::sys;
 use std::ffi::{c_char, c_int, c_long, c_void};
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 
 const EOF: c_int = -1;
 
@@ -74,10 +74,8 @@ unsafe extern "C" {
 /// 3: FastCGI.
 static STATE: AtomicI32 = AtomicI32::new(0);
 
-struct SavedEnv(*mut *mut c_char);
-// SAFETY: written once, under the single-threaded contract of this layer.
-unsafe impl Sync for SavedEnv {}
-static mut SAVED_ENVIRON: SavedEnv = SavedEnv(null_mut());
+/// The process's own environment, as it was at the first `FCGI_Accept`.
+static SAVED_ENVIRON: AtomicPtr<*mut c_char> = AtomicPtr::new(null_mut());
 
 fn std_file(i: usize) -> *mut FCGI_FILE {
     // SAFETY: taking the address of the static (through the GOT) creates no reference.
@@ -111,7 +109,7 @@ pub extern "C" fn FCGI_Accept() -> c_int {
         let mut state = STATE.load(Ordering::SeqCst);
         if state == 0 {
             // SAFETY: reading the libc global; single-threaded layer.
-            unsafe { (*(&raw mut SAVED_ENVIRON)).0 = environ };
+            SAVED_ENVIRON.store(unsafe { environ }, Ordering::SeqCst);
             // SAFETY: registering a function that lives as long as the library.
             unsafe { libc::atexit(finish_at_exit) };
             state = if FCGX_IsCGI() != 0 { 1 } else { 3 };
@@ -163,7 +161,7 @@ fn real_stdio() -> [*mut libc::FILE; 3] {
 fn restore_environ() {
     // SAFETY: single-threaded layer; SAVED_ENVIRON holds the process's
     // environment as it was at the first FCGI_Accept.
-    unsafe { environ = (*(&raw const SAVED_ENVIRON)).0 };
+    unsafe { environ = SAVED_ENVIRON.load(Ordering::SeqCst) };
 }
 
 /// Finishes the current request (a no-op in CGI mode or with no request):

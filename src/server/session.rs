@@ -449,12 +449,9 @@ impl Session {
                     return Ok(true);
                 }
                 kind::ABORT_REQUEST => return Err(StreamError::Protocol),
-                kind::STDIN | kind::DATA => {
-                    if h.kind == kind::DATA && !self.input.stdin_done {
-                        return Err(StreamError::Protocol); // DATA before the end of STDIN
-                    }
-                    // STDIN left unread before a switch to DATA is skipped.
-                }
+                // DATA before the end of STDIN.
+                kind::DATA if !self.input.stdin_done => return Err(StreamError::Protocol),
+                // STDIN left unread before a switch to DATA is skipped.
                 _ => {}
             }
         }
