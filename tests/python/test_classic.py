@@ -203,3 +203,19 @@ def test_classic_request_object_in_process(tmp):
 
         os.close(fd)
         libfcgi._classic._default_fd = libfcgi._classic._owned_fd = None
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_pythonic_example(spawn, threads):
+    addr = f"127.0.0.1:{free_port()}"
+    app = spawn([sys.executable, str(EXAMPLES / "pythonic.py"), addr, threads], addr)
+    body = b"one\ntwo\nthree\n"
+    r = fc.request(addr, fc.cgi_params("/?bob", "POST", body), body)
+    assert r.body == b"Hello, bob! (3 body lines)\n"
+    assert r.stderr == b"handled one request\n"
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    app.signal(signal.SIGINT)
+    code, out, err = app.finish(timeout=10)
+    assert code == 130, err
+    assert time.monotonic() - t0 < 3
