@@ -291,3 +291,28 @@ fn sigterm_ends_every_thread_blocked_in_accept() {
         "some threads stayed blocked in accept after SIGTERM"
     );
 }
+
+#[test]
+fn sigterm_ends_a_wait_on_a_kept_alive_connection() {
+    // After a keep-alive request the library waits for the next request on
+    // the same connection; a shutdown must end that wait too (the
+    // connection is kept: the web server may still use it).
+    let mut app = App::under_test("echo");
+    let mut c = app.client();
+    let r = c
+        .request(
+            &Request::responder()
+                .keep_conn(true)
+                .param("QUERY_STRING", "ka=1"),
+        )
+        .unwrap();
+    assert_eq!(r.app_status, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(app.pid() as i32, libc::SIGTERM) }, 0);
+    assert!(
+        wait_exit(&mut app, secs(3)),
+        "the wait on the kept-alive connection ignored SIGTERM"
+    );
+    drop(c);
+}

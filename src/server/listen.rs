@@ -190,10 +190,10 @@ pub fn shutdown_signal(sig: i32) {
 /// Marks the calling thread as blocked in accept until dropped, so a
 /// shutdown can interrupt it. Two stores to the thread's own slot; no
 /// system call.
-struct Waiting(Option<usize>);
+pub(crate) struct Waiting(Option<usize>);
 
 impl Waiting {
-    fn register() -> Waiting {
+    pub(crate) fn register() -> Waiting {
         let slot = CLAIM
             .try_with(|c| {
                 let i = c.index?;

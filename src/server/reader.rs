@@ -39,6 +39,8 @@ pub enum ReadError {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     Block,
+    /// Block, but let a signal's EINTR through (as `ReadError::Io`).
+    Interruptible,
     NoWait,
 }
 
@@ -100,6 +102,7 @@ impl InputBuffer {
             let room = &mut self.buf[self.end..];
             let n = match wait {
                 Wait::Block => sys::read(fd, room)?,
+                Wait::Interruptible => sys::read_interruptible(fd, room)?,
                 Wait::NoWait => sys::read_nonblocking(fd, room)?.ok_or(ReadError::WouldBlock)?,
             };
             if n == 0 {

@@ -49,6 +49,10 @@ enum HeadError {
     Params(#[from] PairError),
     #[error("FCGI_PARAMS larger than {0} bytes (LIBFCGI_MAX_PARAMS_SIZE)")]
     ParamsTooLarge(usize),
+    /// A signal or a shutdown request ended the wait for the next request
+    /// on a kept-alive connection (the connection stays open).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 /// The input side of the current request.
@@ -233,9 +237,12 @@ impl Session {
                     peer_eof: false,
                 });
             }
-            match self.read_request_head(cfg) {
+            match self.read_request_head(cfg, fail_on_intr) {
                 Ok(true) => return Ok(()),
                 Ok(false) => self.close_connection(),
+                Err(HeadError::Interrupted) => {
+                    return Err(io::Error::from_raw_os_error(sys::code::EINTR));
+                }
                 Err(e) => {
                     config::log(format_args!("connection dropped: {e}"));
                     self.close_connection();
@@ -297,13 +304,42 @@ impl Session {
         Ok(())
     }
 
+    /// The next record while no request is under way. Between requests
+    /// (nothing buffered) the wait can be ended by a shutdown request, or by
+    /// a signal when `fail_on_intr`, like a wait in accept: `Interrupted`,
+    /// and the connection is kept for the next call.
+    fn next_request_record(
+        &mut self,
+        fail_on_intr: bool,
+    ) -> Result<(Header, Range<usize>), HeadError> {
+        loop {
+            if self.input_buf.buffered() > 0 {
+                return Ok(self.next_record(Wait::Block)?);
+            }
+            if listen::shutdown_pending() {
+                return Err(HeadError::Interrupted);
+            }
+            let waiting = listen::Waiting::register();
+            let r = self.next_record(Wait::Interruptible);
+            drop(waiting);
+            match r {
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                    if fail_on_intr || listen::shutdown_pending() {
+                        return Err(HeadError::Interrupted);
+                    }
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
     /// Reads BEGIN_REQUEST and the parameters. `Ok(false)`: the connection
     /// ended without a request (closed by the peer, or not to be kept).
-    fn read_request_head(&mut self, cfg: &Config) -> Result<bool, HeadError> {
+    fn read_request_head(&mut self, cfg: &Config, fail_on_intr: bool) -> Result<bool, HeadError> {
         'request: loop {
             let (id, begin) = loop {
-                let (h, r) = match self.next_record(Wait::Block) {
-                    Err(ReadError::Closed) => return Ok(false),
+                let (h, r) = match self.next_request_record(fail_on_intr) {
+                    Err(HeadError::Read(ReadError::Closed)) => return Ok(false),
                     other => other?,
                 };
                 if h.is_management() {

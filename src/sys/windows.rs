@@ -212,6 +212,11 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     cvt(r).map(|n| n as usize)
 }
 
+/// As [`read`]: Windows has no signals to interrupt a read.
+pub fn read_interruptible(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    read(fd, buf)
+}
+
 /// Waits up to `timeout_ms` (-1: forever) for `events` on one socket;
 /// returns the events that occurred (0 on timeout).
 fn poll_one(fd: BorrowedFd<'_>, events: i16, timeout_ms: i32) -> io::Result<i16> {
