@@ -18,7 +18,7 @@ pub const INPUT_BUFFER_SIZE: usize = 128 * 1024;
 /// The buffer's first size: a whole request of the usual kind (BEGIN,
 /// parameters, a small body) fits, so a worker that serves only such
 /// requests never touches more memory than this.
-pub const INITIAL_INPUT_BUFFER_SIZE: usize = 16 * 1024;
+pub const INITIAL_INPUT_BUFFER_SIZE: usize = 8 * 1024;
 
 /// Why no record could be read.
 #[derive(Debug, Error)]
