@@ -33,3 +33,34 @@ pub enum Peer {
     Local,
     Other,
 }
+
+/// After a gathered write sent `n` bytes of `bufs[first..]`: skips the
+/// slices sent whole and trims the one sent in part.
+fn advance(bufs: &mut [&[u8]], first: &mut usize, mut n: usize) {
+    while n > 0 && *first < bufs.len() {
+        let len = bufs[*first].len();
+        if n >= len {
+            n -= len;
+            *first += 1;
+        } else {
+            bufs[*first] = &bufs[*first][n..];
+            n = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn advance_skips_and_trims() {
+        let (a, b, c) = (&b"abc"[..], &b"de"[..], &b"fgh"[..]);
+        let mut bufs = [a, b, c];
+        let mut first = 0;
+        super::advance(&mut bufs, &mut first, 4);
+        assert_eq!((first, bufs[first]), (1, &b"e"[..]));
+        super::advance(&mut bufs, &mut first, 2);
+        assert_eq!((first, bufs[first]), (2, &b"gh"[..]));
+        super::advance(&mut bufs, &mut first, 2);
+        assert_eq!(first, 3);
+    }
+}

@@ -3,7 +3,7 @@
 //! Each `unsafe` block is one libc call on arguments this module checked
 //! or built itself.
 
-use super::Peer;
+use super::{Peer, advance};
 use std::io::{self, IoSlice};
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -144,7 +144,7 @@ pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Resul
             // SAFETY: iov describes iov.len() readable slices that outlive the call.
             unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) }
         };
-        let mut n = match cvt_size(r) {
+        let n = match cvt_size(r) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if use_send && e.raw_os_error() == Some(libc::ENOTSOCK) => {
@@ -156,16 +156,7 @@ pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Resul
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        while n > 0 && first < bufs.len() {
-            let len = bufs[first].len();
-            if n >= len {
-                n -= len;
-                first += 1;
-            } else {
-                bufs[first] = &bufs[first][n..];
-                n = 0;
-            }
-        }
+        advance(&mut bufs, &mut first, n);
     }
     Ok(())
 }

@@ -22,7 +22,7 @@
 //! Each `unsafe` block is one Winsock or C runtime call on arguments this
 //! module checked or built itself.
 
-use super::Peer;
+use super::{Peer, advance};
 use std::ffi::c_int;
 use std::io::{self, IoSlice};
 use std::mem::{size_of, zeroed};
@@ -297,20 +297,11 @@ pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Resul
             )
         };
         cvt(r)?;
-        let mut n = sent as usize;
+        let n = sent as usize;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        while n > 0 && first < bufs.len() {
-            let len = bufs[first].len();
-            if n >= len {
-                n -= len;
-                first += 1;
-            } else {
-                bufs[first] = &bufs[first][n..];
-                n = 0;
-            }
-        }
+        advance(&mut bufs, &mut first, n);
     }
     Ok(())
 }
