@@ -342,7 +342,7 @@ fn close_writer(wr: &mut StandaloneWriter) -> bool {
             .sent(Some(&std::io::Error::from_raw_os_error(sys::code::EBADF)));
         return false;
     };
-    let bytes = wr.stream.frame_final(id, true).to_vec();
+    let bytes = wr.stream.frame_final(id, true, &[]).to_vec();
     let r = sys::write_all(fd, &bytes);
     wr.stream.sent(r.as_ref().err());
     r.is_ok()

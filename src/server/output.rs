@@ -136,10 +136,12 @@ impl OutputStream {
     }
 
     /// Frames what is left for the final write: the buffered record (if
-    /// any) and, when `end`, the empty record that ends the stream (always
-    /// for STDOUT, only if used for STDERR). Returns the bytes to send
-    /// (possibly empty); call [`sent`](Self::sent) after sending them.
-    pub fn frame_final(&mut self, id: u16, end: bool) -> &[u8] {
+    /// any), when `end` the empty record that ends the stream (always for
+    /// STDOUT, only if used for STDERR), then `tail` (FCGI_END_REQUEST, so
+    /// a response's end goes out as one contiguous buffer; the buffer keeps
+    /// room for both). Returns the bytes to send (possibly empty); call
+    /// [`sent`](Self::sent) after sending them.
+    pub fn frame_final(&mut self, id: u16, end: bool, tail: &[u8]) -> &[u8] {
         let pending = self.pending();
         let start = if pending > 0 {
             self.set_header(id, pending);
@@ -151,6 +153,7 @@ impl OutputStream {
             self.buf
                 .extend_from_slice(&Header::new(self.kind, id, 0).encode());
         }
+        self.buf.extend_from_slice(tail);
         &self.buf[start..]
     }
 
@@ -190,7 +193,7 @@ mod tests {
         let mut s = OutputStream::new(kind::STDOUT, 100);
         s.write(a.as_fd(), 1, b"hello ").unwrap();
         s.write(a.as_fd(), 1, b"world").unwrap();
-        let framed = s.frame_final(1, true).to_vec();
+        let framed = s.frame_final(1, true, &[]).to_vec();
         s.sent(None);
         assert_eq!(
             records(&framed),
@@ -226,7 +229,7 @@ mod tests {
     #[test]
     fn unused_stderr_sends_nothing() {
         let mut s = OutputStream::new(kind::STDERR, 100);
-        assert!(s.frame_final(1, true).is_empty());
+        assert!(s.frame_final(1, true, &[]).is_empty());
     }
 
     #[test]

@@ -687,17 +687,18 @@ impl Session {
             self.stdout.sent(close_out.then_some(&e));
             return;
         };
-        let e: &[u8] = if close_err {
-            self.stderr.frame_final(id, true)
-        } else {
-            &[]
-        };
-        let o: &[u8] = if close_out {
-            self.stdout.frame_final(id, true)
-        } else {
-            &[]
-        };
         let tail: &[u8] = if last { &end } else { &[] };
+        let e: &[u8] = if close_err {
+            self.stderr.frame_final(id, true, &[])
+        } else {
+            &[]
+        };
+        // END_REQUEST rides in STDOUT's buffer when STDOUT closes now.
+        let (o, tail): (&[u8], &[u8]) = if close_out {
+            (self.stdout.frame_final(id, true, tail), &[])
+        } else {
+            (&[], tail)
+        };
         let result = sys::write_all_vectored(
             conn.fd.as_fd(),
             &[IoSlice::new(e), IoSlice::new(o), IoSlice::new(tail)],

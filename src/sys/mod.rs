@@ -34,6 +34,31 @@ pub enum Peer {
     Other,
 }
 
+/// Slices a gathered write handles without a heap allocation (a response's
+/// final write has at most three: STDERR's rest, STDOUT's rest, END_REQUEST).
+const SMALL_GATHER: usize = 8;
+
+/// Calls `f` with the non-empty slices of `bufs`, collected on the stack
+/// when there are at most [`SMALL_GATHER`] of them (the request path), else
+/// in a `Vec` (a large write split into many records).
+fn with_non_empty<R>(bufs: &[std::io::IoSlice<'_>], f: impl FnOnce(&mut [&[u8]]) -> R) -> R {
+    let count = bufs.iter().filter(|b| !b.is_empty()).count();
+    if count <= SMALL_GATHER {
+        let mut small: [&[u8]; SMALL_GATHER] = [&[]; SMALL_GATHER];
+        for (slot, b) in small.iter_mut().zip(bufs.iter().filter(|b| !b.is_empty())) {
+            *slot = b;
+        }
+        f(&mut small[..count])
+    } else {
+        let mut all: Vec<&[u8]> = bufs
+            .iter()
+            .map(|b| &**b)
+            .filter(|b| !b.is_empty())
+            .collect();
+        f(&mut all)
+    }
+}
+
 /// After a gathered write sent `n` bytes of `bufs[first..]`: skips the
 /// slices sent whole and trims the one sent in part.
 fn advance(bufs: &mut [&[u8]], first: &mut usize, mut n: usize) {
@@ -62,5 +87,23 @@ mod tests {
         assert_eq!((first, bufs[first]), (2, &b"gh"[..]));
         super::advance(&mut bufs, &mut first, 2);
         assert_eq!(first, 3);
+    }
+
+    #[test]
+    fn with_non_empty_drops_empty_slices_on_either_path() {
+        use std::io::IoSlice;
+        let few = [
+            IoSlice::new(b""),
+            IoSlice::new(b"ab"),
+            IoSlice::new(b""),
+            IoSlice::new(b"c"),
+        ];
+        let got = super::with_non_empty(&few, |b| b.iter().map(|s| s.to_vec()).collect::<Vec<_>>());
+        assert_eq!(got, vec![b"ab".to_vec(), b"c".to_vec()]);
+        let data: Vec<[u8; 1]> = (0..20u8).map(|i| [i]).collect();
+        let mut many: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
+        many.push(IoSlice::new(b""));
+        let got = super::with_non_empty(&many, |b| b.concat());
+        assert_eq!(got, (0..20u8).collect::<Vec<_>>());
     }
 }

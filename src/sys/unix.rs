@@ -114,35 +114,16 @@ pub fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option
 /// allows). Uses `sendmsg(MSG_NOSIGNAL)` so a peer that went away gives
 /// EPIPE and never SIGPIPE; falls back to `writev` on a non-socket.
 pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<()> {
-    const MAX_IOV: usize = 1024;
-    let mut bufs: Vec<&[u8]> = bufs
-        .iter()
-        .map(|b| &**b)
-        .filter(|b| !b.is_empty())
-        .collect();
+    super::with_non_empty(bufs, |bufs| write_slices(fd, bufs))
+}
+
+fn write_slices(fd: BorrowedFd<'_>, bufs: &mut [&[u8]]) -> io::Result<()> {
     let mut first = 0;
     let mut use_send = true;
     while first < bufs.len() {
-        let batch = &bufs[first..bufs.len().min(first + MAX_IOV)];
-        let iov: Vec<libc::iovec> = batch
-            .iter()
-            .map(|b| libc::iovec {
-                iov_base: b.as_ptr() as *mut _,
-                iov_len: b.len(),
-            })
-            .collect();
-        let r = if use_send {
-            // SAFETY: msg is zeroed (no name, no control data) and points at
-            // iov, which lives across the call and describes readable slices.
-            unsafe {
-                let mut msg: libc::msghdr = zeroed();
-                msg.msg_iov = iov.as_ptr() as *mut _;
-                msg.msg_iovlen = iov.len() as _;
-                libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
-            }
-        } else {
-            // SAFETY: iov describes iov.len() readable slices that outlive the call.
-            unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) }
+        let r = match &bufs[first..] {
+            [one] => send_one(fd, one, use_send),
+            batch => send_gathered(fd, batch, use_send),
         };
         let n = match cvt_size(r) {
             Ok(n) => n,
@@ -156,9 +137,66 @@ pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Resul
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        advance(&mut bufs, &mut first, n);
+        advance(bufs, &mut first, n);
     }
     Ok(())
+}
+
+/// One contiguous slice: `send(MSG_NOSIGNAL)` (or `write` on a non-socket).
+fn send_one(fd: BorrowedFd<'_>, buf: &[u8], use_send: bool) -> isize {
+    if use_send {
+        // SAFETY: buf is a readable region of buf.len() bytes for the call.
+        unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        }
+    } else {
+        // SAFETY: as above.
+        unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) }
+    }
+}
+
+/// Several slices: one `sendmsg(MSG_NOSIGNAL)` (or `writev`), with the
+/// `iovec` array on the stack for a few slices.
+fn send_gathered(fd: BorrowedFd<'_>, batch: &[&[u8]], use_send: bool) -> isize {
+    const MAX_IOV: usize = 1024;
+    const STACK_IOV: usize = 8;
+    let batch = &batch[..batch.len().min(MAX_IOV)];
+    let iovec = |b: &&[u8]| libc::iovec {
+        iov_base: b.as_ptr() as *mut _,
+        iov_len: b.len(),
+    };
+    let mut stack = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; STACK_IOV];
+    let heap: Vec<libc::iovec>;
+    let iov: &[libc::iovec] = if batch.len() <= STACK_IOV {
+        for (slot, b) in stack.iter_mut().zip(batch) {
+            *slot = iovec(b);
+        }
+        &stack[..batch.len()]
+    } else {
+        heap = batch.iter().map(iovec).collect();
+        &heap
+    };
+    if use_send {
+        // SAFETY: msg is zeroed (no name, no control data) and points at
+        // iov, which lives across the call and describes readable slices.
+        unsafe {
+            let mut msg: libc::msghdr = zeroed();
+            msg.msg_iov = iov.as_ptr() as *mut _;
+            msg.msg_iovlen = iov.len() as _;
+            libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+        }
+    } else {
+        // SAFETY: iov describes iov.len() readable slices that outlive the call.
+        unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) }
+    }
 }
 
 /// Writes all of `buf`.

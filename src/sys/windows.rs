@@ -265,23 +265,34 @@ pub fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option
 /// Writes every byte of `bufs`, gathered (`WSASend`). Windows raises no
 /// signal for a vanished peer: the write fails with WSAECONNRESET.
 pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<()> {
-    const MAX_BUFS: usize = 1024;
     init();
-    let mut bufs: Vec<&[u8]> = bufs
-        .iter()
-        .map(|b| &**b)
-        .filter(|b| !b.is_empty())
-        .collect();
+    super::with_non_empty(bufs, |bufs| write_slices(fd, bufs))
+}
+
+fn write_slices(fd: BorrowedFd<'_>, bufs: &mut [&[u8]]) -> io::Result<()> {
+    const MAX_BUFS: usize = 1024;
+    const STACK_BUFS: usize = 8;
+    let wsabuf = |b: &&[u8]| ws::WSABUF {
+        len: b.len().min(u32::MAX as usize) as u32,
+        buf: b.as_ptr().cast_mut(),
+    };
     let mut first = 0;
     while first < bufs.len() {
         let batch = &bufs[first..bufs.len().min(first + MAX_BUFS)];
-        let wsabufs: Vec<ws::WSABUF> = batch
-            .iter()
-            .map(|b| ws::WSABUF {
-                len: b.len().min(u32::MAX as usize) as u32,
-                buf: b.as_ptr().cast_mut(),
-            })
-            .collect();
+        let mut stack = [ws::WSABUF {
+            len: 0,
+            buf: std::ptr::null_mut(),
+        }; STACK_BUFS];
+        let heap: Vec<ws::WSABUF>;
+        let wsabufs: &[ws::WSABUF] = if batch.len() <= STACK_BUFS {
+            for (slot, b) in stack.iter_mut().zip(batch) {
+                *slot = wsabuf(b);
+            }
+            &stack[..batch.len()]
+        } else {
+            heap = batch.iter().map(wsabuf).collect();
+            &heap
+        };
         let mut sent: u32 = 0;
         // SAFETY: wsabufs describes wsabufs.len() readable slices that
         // outlive the call (WSASend only reads them); no overlapped I/O.
@@ -301,7 +312,7 @@ pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Resul
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        advance(&mut bufs, &mut first, n);
+        advance(bufs, &mut first, n);
     }
     Ok(())
 }
