@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Benchmark: the WSGI hello app on libfcgi.wsgi against flup's WSGIServer
-and fcgisgi, under the same FastCGI load.
+and fcgisgi (in its WSGI mode and, with the same app written for ASGI, in
+its ASGI mode), under the same FastCGI load.
 
-    python bindings/python/bench/bench.py                # full run, ~3 minutes
+    python bindings/python/bench/bench.py                # full run, ~7 minutes
     python bindings/python/bench/bench.py --duration 2 --rounds 1
+    python bindings/python/bench/bench.py --only libfcgi fcgisgi-asgi
+    python bindings/python/bench/bench.py --markdown-out /tmp/python-bench.md
     python bindings/python/bench/bench.py --update-readme
 
 What it does:
@@ -20,7 +23,8 @@ What it does:
    one kept-alive connection with the server and the load generator on one
    CPU; the same free to use every CPU; 8 kept-alive connections; 8
    connections with a new connection per request. libfcgi.wsgi and fcgisgi
-   get 8 worker threads; flup makes a thread per connection.
+   in WSGI mode get 8 worker threads (--threads); flup makes a thread per
+   connection; fcgisgi in ASGI mode runs on one asyncio event loop (below).
 
    Why the single connection is measured twice: one request at a time is
    a ping-pong, and on a virtual machine whose CPUs wake each other slowly
@@ -30,7 +34,57 @@ What it does:
    CPU the same ping-pong costs only what the server and the client spend
    per request, which is what differs between servers.
 4. Prints a markdown table of medians (requests/s, p99 latency) with the
-   ratios, and with --update-readme puts it into bindings/python/README.md.
+   ratios and the goals (at least 2x flup's requests/s; ahead of fcgisgi in
+   every column in both its WSGI and its ASGI mode), followed by notes.
+   --markdown-out PATH writes exactly that block to PATH (for
+   bench/compare.py to embed); --update-readme puts it into
+   bindings/python/README.md (only after a run of every server).
+
+The servers (--only takes these names):
+
+  libfcgi       libfcgi.wsgi.WSGIServer(app, bind=..., threads=8)
+  flup          flup.server.fcgi.WSGIServer(app, bindAddress=...).run()
+  fcgisgi       fcgisgi.run_wsgi_server(app, bind_address=..., max_workers=8)
+                (WSGI mode: asyncio reads the sockets, the app runs in a
+                ThreadPoolExecutor of max_workers threads)
+  fcgisgi-asgi  fcgisgi.run_asgi_server(app, bind_address=...)
+                (ASGI mode, the same hello written as an ASGI app)
+  c-hello       the reference row (bench/apps/hello.c, skipped with
+                --no-reference)
+
+fcgisgi's ASGI configuration. run_asgi_server(app, bind_address=None,
+**kwargs) builds Server(app, is_asgi=True) and awaits Server.run(): a
+loop.create_unix_server (or create_server for TCP) whose protocol feeds
+each connection's bytes to a sans-I/O FastCGI parser and starts one
+asyncio task per request, all on the single event loop of the process.
+Its only options are startup_timeout and shutdown_timeout (the ASGI
+lifespan, 55 s each by default) and force_script_name; max_workers is
+read by the WSGI mode's thread pool only, so the ASGI mode has no worker
+or concurrency setting at all. The fairest configuration is therefore the
+one it has: one process, one event loop, the stdlib asyncio loop that
+asyncio.run() creates (the WSGI-mode row uses the same), no thread pool
+since an async app never blocks and more threads would only contend for
+the GIL. Not used, because neither is part of fcgisgi nor given to the
+other rows: uvloop (a third-party event loop, not a dependency of
+fcgisgi) and several processes sharing an inherited listening socket on
+fd 0 (a process manager's job, which would serve libfcgi just as well;
+every row here is one Python process). The ASGI app answers the lifespan
+protocol (startup.complete, shutdown.complete): fcgisgi listens only
+after startup completes, and takes an app that raises on the lifespan
+scope for a failed startup (requests answered FCGI_OVERLOADED, then the
+server stops).
+
+The ASGI hello sends the same stdout bytes as libfcgi.wsgi and flup do
+for the WSGI hello: "Status: 200 OK", "Content-Type: text/plain",
+"Content-Length: 13", the 13-byte body. Two details make that exact:
+fcgisgi writes the status line as "Status: {status}" from the ASGI int,
+which has no reason phrase, so the app's status is an int subclass equal
+to 200 whose str() is "200 OK" (made once at import); and ASGI has no
+server-added Content-Length, so the app sends the header itself (as ASGI
+frameworks do), with the header names in the same case as the WSGI app's.
+fcgisgi's WSGI mode adds no Content-Length to the WSGI hello, so it sends
+20 bytes fewer per response; the notes under the table give each
+server's stdout size when fcgi-load measured it.
 
 Nagle's algorithm: over a Unix socket there is none. Over TCP (--tcp)
 libfcgi sets TCP_NODELAY on accepted connections, asyncio (fcgisgi) does
@@ -64,6 +118,35 @@ HELLO = """
 def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"Hello, world!"]
+"""
+
+# The same hello for fcgisgi's ASGI mode; see the module docstring for why
+# the status is an int subclass and why Content-Length is sent explicitly.
+HELLO_ASGI = """
+class _Status(int):
+    # == 200 and an int as ASGI asks; fcgisgi formats it as "Status: 200 OK".
+    __slots__ = ()
+
+    def __str__(self):
+        return "200 OK"
+
+
+OK = _Status(200)
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": OK,
+                    "headers": [(b"Content-Type", b"text/plain"), (b"Content-Length", b"13")]})
+        await send({"type": "http.response.body", "body": b"Hello, world!"})
+    elif scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 """
 
 RUNNERS = {
@@ -108,7 +191,20 @@ if ":" in bind and not bind.startswith("/"):
     bind = (host, int(port))
 asyncio.run(run_wsgi_server(app, bind_address=bind, max_workers=threads))
 """,
+    "fcgisgi-asgi": """
+import asyncio, sys
+from fcgisgi import run_asgi_server
+from hello_asgi import app
+bind = sys.argv[1]  # sys.argv[2] (threads) is unused: the ASGI mode has no worker setting
+if ":" in bind and not bind.startswith("/"):
+    host, port = bind.rsplit(":", 1)
+    bind = (host, int(port))
+asyncio.run(run_asgi_server(app, bind_address=bind))
+""",
 }
+
+#: Every server, in table order (the reference C hello is added separately).
+SERVERS = ["libfcgi", "flup", "fcgisgi", "fcgisgi-asgi"]
 
 # (title, connections, keep-alive, pinned): pinned runs the server and the
 # load generator on CPU 0 only (see the module docstring).
@@ -235,7 +331,8 @@ def run_load(loadgen: tuple[str, str], address: str, conns: int, keepalive: bool
         r = subprocess.run(pre + args, capture_output=True, text=True, timeout=duration + 60)
         d = json.loads(r.stdout)
         return {"rps": d["rps"], "p99_ms": d["lat_us"]["p99"] / 1000, "max_ms": d["lat_us"]["max"] / 1000,
-                "errors": d["errors"], "requests": d["ok"]}
+                "errors": d["errors"], "requests": d["ok"],
+                "stdout_bytes": d.get("reference_stdout_bytes")}
     args = [py, path, address, "-c", str(conns), "-d", str(duration), "--warmup", "1"]
     if not keepalive:
         args.append("--no-keepalive")
@@ -308,7 +405,7 @@ def bench_server(name: str, py: str, workdir: Path, address: str, threads: int,
         for title, conns, keepalive, pin in COLUMNS:
             set_affinity(proc.pid, {0} if pin else all_cpus)
             res = run_load(loadgen, address, conns, keepalive, duration, py, pin)
-            log(f"  {name:8s} {title:24s} {res['rps']:10.0f} req/s  p99 {res['p99_ms']:.3f} ms"
+            log(f"  {name:12s} {title:28s} {res['rps']:10.0f} req/s  p99 {res['p99_ms']:.3f} ms"
                 f"  max {res['max_ms']:.1f} ms  errors {res['errors']}")
             results.append(res)
         return results
@@ -321,53 +418,90 @@ def bench_server(name: str, py: str, workdir: Path, address: str, threads: int,
             proc.wait()
 
 
+#: Names in the text under the table (errors, stdout sizes, ratio rows).
+SHORT = {"libfcgi": "libfcgi", "flup": "flup", "fcgisgi": "fcgisgi WSGI",
+         "fcgisgi-asgi": "fcgisgi ASGI", "c-hello": "c-hello"}
+
+
+def row_label(name: str, threads: int) -> str:
+    return {"libfcgi": f"libfcgi.wsgi ({threads} threads)",
+            "flup": "flup WSGIServer (threaded)",
+            "fcgisgi": f"fcgisgi WSGI ({threads} workers)",
+            "fcgisgi-asgi": "fcgisgi ASGI (one event loop)",
+            "c-hello": f"*reference: C hello on the same library ({threads} threads)*"}[name]
+
+
 def table(results: dict, meta: dict, args, loadgen) -> str:
-    names = ["libfcgi", "flup", "fcgisgi"] + (["c-hello"] if "c-hello" in results else [])
-    med = {n: [statistics.median(r[i]["rps"] for r in results[n]) for i in range(len(COLUMNS))]
-           for n in names}
-    p99 = {n: [statistics.median(r[i]["p99_ms"] for r in results[n]) for i in range(len(COLUMNS))]
-           for n in names}
-    errors = {n: sum(r[i]["errors"] for r in results[n] for i in range(len(COLUMNS))) for n in names}
+    """The markdown block: the table, then the notes. Works for any subset
+    of the servers (--only): ratio rows and goals need libfcgi and the other
+    server, and the goals line says when not every server was measured."""
+    names = [n for n in SERVERS + ["c-hello"] if results.get(n)]
+    cols = range(len(COLUMNS))
+    med = {n: [statistics.median(r[i]["rps"] for r in results[n]) for i in cols] for n in names}
+    p99 = {n: [statistics.median(r[i]["p99_ms"] for r in results[n]) for i in cols] for n in names}
+    errors = {n: sum(r[i]["errors"] for r in results[n] for i in cols) for n in names}
     lines = []
     lines.append("| server | " + " | ".join(t for t, *_ in COLUMNS) + " |")
     lines.append("|---|" + "---:|" * len(COLUMNS))
     rows = {}
     for n in names:
-        label = {"libfcgi": f"libfcgi.wsgi ({args.threads} threads)",
-                 "flup": "flup WSGIServer (threaded)",
-                 "fcgisgi": f"fcgisgi ({args.threads} workers)",
-                 "c-hello": f"*reference: C hello on the same library ({args.threads} threads)*"}[n]
-        cells = [f"{med[n][i]:,.0f} req/s (p99 {p99[n][i]:.2f} ms)" for i in range(len(COLUMNS))]
-        rows[n] = f"| {label} | " + " | ".join(cells) + " |"
-    lines += [rows[n] for n in ("libfcgi", "flup", "fcgisgi")]
-    for other in ("flup", "fcgisgi"):
-        ratios = [med["libfcgi"][i] / med[other][i] if med[other][i] else float("inf")
-                  for i in range(len(COLUMNS))]
-        lines.append(f"| libfcgi / {other} | " + " | ".join(f"**{x:.1f}x**" for x in ratios) + " |")
+        cells = [f"{med[n][i]:,.0f} req/s (p99 {p99[n][i]:.2f} ms)" for i in cols]
+        rows[n] = f"| {row_label(n, args.threads)} | " + " | ".join(cells) + " |"
+    lines += [rows[n] for n in SERVERS if n in rows]
+    if "libfcgi" in med:
+        for other in SERVERS[1:]:
+            if other in med:
+                ratios = [med["libfcgi"][i] / med[other][i] if med[other][i] else float("inf")
+                          for i in cols]
+                lines.append(f"| libfcgi / {SHORT[other]} | "
+                             + " | ".join(f"**{x:.1f}x**" for x in ratios) + " |")
     if "c-hello" in rows:
         lines.append(rows["c-hello"])
+
     def verdict(ok: list[bool]) -> str:
         if all(ok):
             return "met in every column"
         missed = [COLUMNS[i][0] for i, good in enumerate(ok) if not good]
         return "NOT met in: " + "; ".join(missed)
 
-    goal_flup = verdict([med["libfcgi"][i] >= 2 * med["flup"][i] for i in range(len(COLUMNS))])
-    goal_sgi = verdict([med["libfcgi"][i] > med["fcgisgi"][i] for i in range(len(COLUMNS))])
+    goals = []
+    if "libfcgi" in med:
+        if "flup" in med:
+            goals.append("at least 2x flup: **"
+                         + verdict([med["libfcgi"][i] >= 2 * med["flup"][i] for i in cols]) + "**")
+        ahead = {}
+        for other in ("fcgisgi", "fcgisgi-asgi"):
+            if other in med:
+                ahead[other] = [med["libfcgi"][i] > med[other][i] for i in cols]
+                goals.append(f"ahead of {SHORT[other]}: **{verdict(ahead[other])}**")
+        if len(ahead) == 2:
+            both = all(all(ok) for ok in ahead.values())
+            goals.append("so ahead of fcgisgi in every column in both its WSGI and its ASGI "
+                         f"mode: **{'yes' if both else 'no'}**")
+    missing = [SHORT[n] for n in SERVERS if n not in med]
+    goal_line = "Goals: " + ("; ".join(goals) if goals else "not evaluated") + "."
+    if missing:
+        goal_line += " (Partial run: " + ", ".join(missing) + " not measured.)"
     lib = meta["library"]
     transport = "TCP 127.0.0.1" if args.tcp else "a Unix socket"
     gen = ("fcgi-load (the repository's Rust load generator, epoll engine)"
            if loadgen[0] == "fcgi-load" else "loadgen.py (pure Python)")
+    sizes = {n: results[n][0][0].get("stdout_bytes") for n in names}
+    size_note = ""
+    if all(v is not None for v in sizes.values()):
+        size_note = (" Stdout per response: "
+                     + ", ".join(f"{SHORT[n]} {sizes[n]} B" for n in names) + ".")
     notes = [
         "",
         f"Medians of {args.rounds} round(s) of {args.duration:g} s per cell (after 1 s of "
         f"warm-up), over {transport}; load generator: {gen}; GET of a hello app "
-        f"(13-byte body), 25 parameters per request. Errors: "
-        + ", ".join(f"{n} {errors[n]}" for n in names) + ".",
+        f"(13-byte body; for fcgisgi ASGI the same hello as an ASGI app), 25 parameters "
+        f"per request. Errors: "
+        + ", ".join(f"{SHORT[n]} {errors[n]}" for n in names) + "." + size_note,
         f"Python {meta['python']}, libfcgi {meta['libfcgi']} on {lib['implementation']} "
         f"{lib['version'] or ''}, flup {meta['flup']}, fcgisgi {meta['fcgisgi']}; "
         f"{os.cpu_count()} CPUs shared by the servers and the load generator.",
-        f"Goals: at least 2x flup: **{goal_flup}**; ahead of fcgisgi: **{goal_sgi}**.",
+        goal_line,
         "The reference row (if present) is bench/apps/hello.c, a C responder on the same "
         "library: what this machine allows a FastCGI server in each column.",
         f"Before each server the script waited for the CPUs to be idle ({WAITED[0]:.0f} s "
@@ -391,17 +525,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per cell (default 5)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported (default 3)")
-    ap.add_argument("--threads", type=int, default=8, help="worker threads for libfcgi.wsgi and fcgisgi")
+    ap.add_argument("--threads", type=int, default=8,
+                    help="worker threads for libfcgi.wsgi and fcgisgi's WSGI mode (default 8)")
     ap.add_argument("--tcp", action="store_true", help="TCP on 127.0.0.1 instead of a Unix socket")
     ap.add_argument("--loadgen", choices=["auto", "fcgi-load", "python"], default="auto")
     ap.add_argument("--no-venv", action="store_true", help="use this interpreter, not bench/.venv")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo")
-    ap.add_argument("--only", nargs="*", default=None, help="servers to run (default all)")
+    ap.add_argument("--only", nargs="*", default=None, choices=SERVERS, metavar="SERVER",
+                    help="servers to run, of: " + ", ".join(SERVERS) + " (default all)")
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the reference row (bench/apps/hello.c, C on the same library)")
-    ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--update-readme", action="store_true",
+                    help="put the markdown block into bindings/python/README.md (needs every server)")
+    ap.add_argument("--markdown-out", type=Path, default=None, metavar="PATH",
+                    help="also write the printed markdown block (table and notes) to PATH")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     args = ap.parse_args()
+    if args.update_readme and args.only and set(args.only) != set(SERVERS):
+        ap.error("--update-readme needs a run of every server (no --only)")
 
     if args.no_build:
         os.environ["LIBFCGI_NO_CARGO"] = "1"
@@ -421,9 +562,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="fcgi-bench-"))
     try:
         (workdir / "hello.py").write_text(HELLO)
+        (workdir / "hello_asgi.py").write_text(HELLO_ASGI)
         for name, src in RUNNERS.items():
             (workdir / f"run_{name}.py").write_text(src)
-        names = args.only or ["libfcgi", "flup", "fcgisgi"]
+        names = [n for n in SERVERS if not args.only or n in args.only]
         if not args.no_reference and build_c_hello(workdir):
             names.append("c-hello")
         results: dict[str, list] = {n: [] for n in names}
@@ -441,11 +583,13 @@ def main() -> int:
                                                   loadgen, args.duration))
         if args.json:
             args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-        if set(names) >= {"libfcgi", "flup", "fcgisgi"}:
-            text = table(results, meta, args, loadgen)
-            print(text)
-            if args.update_readme:
-                update_readme(text)
+        text = table(results, meta, args, loadgen)
+        print(text)
+        if args.markdown_out:
+            args.markdown_out.write_text(text + "\n")
+            log(f"wrote {args.markdown_out}")
+        if args.update_readme:
+            update_readme(text)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
