@@ -19,6 +19,7 @@ and writes it to bench/results/latest.md. See bench/README.md.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -562,6 +563,72 @@ def best_limit(r):
     return max(cands, key=lambda c: med([x["rps"] for x in c[1]]))
 
 
+def targets(scns, results, sysc, ngx):
+    """Issue #5's targets, each checked on this run's medians."""
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+
+    small = [s for s in scns if not s.big]
+    big = [s for s in scns if s.big]
+    ratios = {}
+    for s in scns:
+        r = results[s.key]
+        ratios[s.key] = (med([x["rps"] for x in r["ours"]]) /
+                         max(med([x["rps"] for x in r["original"]]), 1e-9))
+    if ngx:
+        ratios["nginx-wrk"] = med([x["rps"] for x in ngx["ours"]]) / max(
+            med([x["rps"] for x in ngx["original"]]), 1e-9)
+    L = ["## Targets (issue #5), checked on these medians", ""]
+    cells = []
+    ok_all = True
+    for s in small:
+        r = results[s.key]
+        ours = med([x["rps"] for x in r["ours"]])
+        lim = med([x["rps"] for x in best_limit(r)[1]])
+        cell = f"`{s.key}` {ours / lim:.2f}"
+        if r.get("limit-epoll") and r.get("limit"):
+            thr = med([x["rps"] for x in r["limit"]])
+            cell += f" (threaded limit: {ours / thr:.2f})"
+        ok_all &= ours / lim >= 0.95
+        cells.append(cell)
+    L.append(f"* Every small-request scenario within 5% of the limit: {verdict(ok_all)} — "
+             + ", ".join(cells) + ".")
+    if big:
+        ok = all(ratios[s.key] >= 2.0 for s in big)
+        L.append(f"* At least 2x the original on the 1 MiB scenarios: {verdict(ok)} — "
+                 + ", ".join(f"`{s.key}` {ratios[s.key]:.2f}" for s in big) + ".")
+    if ratios:
+        gm = math.exp(sum(math.log(max(v, 1e-9)) for v in ratios.values()) / len(ratios))
+        L.append(f"* Geometric mean of ours/original at least 1.3: {verdict(gm >= 1.3)} — "
+                 f"{gm:.2f} over {len(ratios)} scenarios.")
+        low = {k: v for k, v in ratios.items() if v < 1.0}
+        L.append(f"* No scenario below the original: {verdict(not low)}"
+                 + (" — " + ", ".join(f"`{k}` {v:.2f}" for k, v in low.items()) if low else "")
+                 + ".")
+    if sysc:
+        more = []
+        for key, sc in sysc.items():
+            if sc.get("ours") and sc.get("original") and sc["ours"]["total"] > sc["original"]["total"] + 0.005:
+                more.append(f"`{key}` {sc['ours']['total']:.2f} vs {sc['original']['total']:.2f}")
+        fewer = [f"`{k}` {sc['ours']['total']:.1f} vs {sc['original']['total']:.1f}"
+                 for k, sc in sysc.items() if sc.get("ours") and sc.get("original")
+                 and sc["ours"]["total"] < sc["original"]["total"] - 0.5]
+        L.append(f"* System calls per request never more than the original's: {verdict(not more)}"
+                 + (" — " + ", ".join(more) if more else "")
+                 + (f"; fewer in {', '.join(fewer)}" if fewer else "") + ".")
+    over = []
+    worst = 0.0
+    for s in scns:
+        r = results[s.key]
+        d = med([x["rss_kib"] for x in r["ours"]]) - med([x["rss_kib"] for x in r["original"]])
+        worst = max(worst, d)
+        if d > 1024:
+            over.append(f"`{s.key}` +{d:,.0f} KiB")
+    L.append(f"* Peak RSS at most the original's + 1 MiB: {verdict(not over)} — largest "
+             f"difference +{worst:,.0f} KiB" + (" (" + ", ".join(over) + ")" if over else "") + ".")
+    return L
+
+
 def report(args, scns, results, sysc, ngx, info):
     L = []
     L.append("# fcgi benchmark: ours vs Debian's libfcgi 2.4.2 vs the no-library limit")
@@ -605,6 +672,8 @@ def report(args, scns, results, sysc, ngx, info):
                  f"new FastCGI conn. per request | {fmt(lim)} | {fmt(orig)} | {fmt(ours)} | "
                  f"**{ratio(ours, orig)}** | {by_round(ngx['ours'], ngx['original'])} | "
                  f"{ratio(ours, lim)} | {ratio(orig, lim)} | - |")
+    L.append("")
+    L.extend(targets(scns, results, sysc, ngx))
     L.append("")
     L.append("## Latency (median over rounds of each run's p50 and p99, microseconds)")
     L.append("")
@@ -744,6 +813,41 @@ def report(args, scns, results, sysc, ngx, info):
     return "\n".join(L)
 
 
+PY_BENCH = os.path.join(ROOT, "bindings", "python", "bench", "bench.py")
+
+
+def run_python_bench(args):
+    """Runs the Python package's WSGI benchmark (issue #7) and returns its
+    markdown section: libfcgi.wsgi against flup and fcgisgi (WSGI and ASGI
+    modes) under fcgi-load, the repository's C hello as the reference row."""
+    L = ["", "## Python: WSGI hello on libfcgi.wsgi vs flup vs fcgisgi", ""]
+    L.append(f"`bindings/python/bench/bench.py --rounds {args.rounds} --duration "
+             f"{args.python_duration:g}`, run by this script after the C scenarios "
+             "(its own virtual environment with flup and fcgisgi from PyPI; our package "
+             "with the library built here). Method: bindings/python/README.md#performance.")
+    L.append("")
+    with tempfile.TemporaryDirectory() as tmp:
+        md = os.path.join(tmp, "python.md")
+        cmd = [sys.executable, PY_BENCH, "--rounds", str(args.rounds), "--duration",
+               str(args.python_duration), "--markdown-out", md]
+        if args.no_build:
+            cmd.append("--no-build")
+        log("python benchmark: " + " ".join(cmd[1:]))
+        r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0 or not os.path.exists(md):
+            log(r.stdout[-3000:])
+            L.append(f"**The Python benchmark failed** (exit status {r.returncode}); its last "
+                     "lines:")
+            L.append("")
+            L.append("```")
+            L.extend(r.stdout.strip().splitlines()[-15:])
+            L.append("```")
+            return "\n".join(L) + "\n"
+        with open(md) as f:
+            L.append(f.read().strip())
+    return "\n".join(L) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -762,6 +866,10 @@ def main():
                     help="a run during which other processes used more CPUs than this is "
                          "repeated (see --retries)")
     ap.add_argument("--retries", type=int, default=2)
+    ap.add_argument("--no-python", action="store_true",
+                    help="skip the Python WSGI benchmark (bindings/python/bench/bench.py)")
+    ap.add_argument("--python-duration", type=float, default=3.0,
+                    help="seconds per cell of the Python benchmark")
     args = ap.parse_args()
     if args.list:
         for s in SCENARIOS:
@@ -838,7 +946,10 @@ def main():
                     log(f"strace {s.key:17} {v:8} {d['total']:6.2f} syscalls/req")
     info["waited"] = waited["s"]
     info["retried"] = retried["n"]
+    python_md = None if args.no_python else run_python_bench(args)
     text = report(args, scns, results, sysc, ngx, info)
+    if python_md is not None:
+        text += python_md
     text += f"\nWhole run: {time.time() - t_start:.0f} s.\n"
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

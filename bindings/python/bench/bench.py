@@ -74,17 +74,14 @@ after startup completes, and takes an app that raises on the lifespan
 scope for a failed startup (requests answered FCGI_OVERLOADED, then the
 server stops).
 
-The ASGI hello sends the same stdout bytes as libfcgi.wsgi and flup do
-for the WSGI hello: "Status: 200 OK", "Content-Type: text/plain",
-"Content-Length: 13", the 13-byte body. Two details make that exact:
-fcgisgi writes the status line as "Status: {status}" from the ASGI int,
-which has no reason phrase, so the app's status is an int subclass equal
-to 200 whose str() is "200 OK" (made once at import); and ASGI has no
-server-added Content-Length, so the app sends the header itself (as ASGI
-frameworks do), with the header names in the same case as the WSGI app's.
-fcgisgi's WSGI mode adds no Content-Length to the WSGI hello, so it sends
-20 bytes fewer per response; the notes under the table give each
-server's stdout size when fcgi-load measured it.
+The ASGI hello is the same page as a plain ASGI app: status 200,
+"Content-Type: text/plain", the 13-byte body, and "Content-Length: 13"
+sent by the app itself (ASGI servers add none; ASGI frameworks send it).
+fcgisgi writes its status line from the ASGI integer ("Status: 200", no
+reason phrase), and its WSGI mode adds no Content-Length to the WSGI
+hello, so the stdout sizes differ by a few bytes between servers; the
+notes under the table give each server's size as fcgi-load measured it.
+fcgi-load checks every response against the first one of the same server.
 
 Nagle's algorithm: over a Unix socket there is none. Over TCP (--tcp)
 libfcgi sets TCP_NODELAY on accepted connections, asyncio (fcgisgi) does
@@ -120,23 +117,12 @@ def app(environ, start_response):
     return [b"Hello, world!"]
 """
 
-# The same hello for fcgisgi's ASGI mode; see the module docstring for why
-# the status is an int subclass and why Content-Length is sent explicitly.
+# The same hello for fcgisgi's ASGI mode (ASGI servers add no
+# Content-Length: the app sends it, as ASGI frameworks do).
 HELLO_ASGI = """
-class _Status(int):
-    # == 200 and an int as ASGI asks; fcgisgi formats it as "Status: 200 OK".
-    __slots__ = ()
-
-    def __str__(self):
-        return "200 OK"
-
-
-OK = _Status(200)
-
-
 async def app(scope, receive, send):
     if scope["type"] == "http":
-        await send({"type": "http.response.start", "status": OK,
+        await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"Content-Type", b"text/plain"), (b"Content-Length", b"13")]})
         await send({"type": "http.response.body", "body": b"Hello, world!"})
     elif scope["type"] == "lifespan":
