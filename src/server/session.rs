@@ -112,7 +112,6 @@ pub struct Session {
     env: Vec<u8>,
     env_offsets: Vec<usize>,
     scratch: Vec<u8>,
-    nodelay_listener: Option<RawFd>,
 }
 
 impl Default for Session {
@@ -151,7 +150,6 @@ impl Session {
             env: Vec::new(),
             env_offsets: Vec::new(),
             scratch: Vec::new(),
-            nodelay_listener: None,
         }
     }
 
@@ -223,12 +221,7 @@ impl Session {
             if self.conn.is_none() {
                 let a = listen::accept_connection(listen, fail_on_intr, cfg)?;
                 if let Peer::Ip(_) = a.peer {
-                    if self.nodelay_listener != Some(listen.as_raw_fd()) {
-                        // Accepted sockets inherit it from now on.
-                        let _ = sys::set_nodelay(listen);
-                        self.nodelay_listener = Some(listen.as_raw_fd());
-                        let _ = sys::set_nodelay(a.fd.as_fd());
-                    }
+                    listen::ensure_nodelay(listen, a.fd.as_fd());
                 }
                 self.input_buf.clear();
                 self.conn = Some(Connection {
