@@ -3,7 +3,7 @@
 
 use super::config::{self, Config};
 use crate::sys::{self, Peer};
-use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use crate::sys::{AsFd, BorrowedFd, OwnedFd};
 use std::cell::Cell;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -68,29 +68,13 @@ impl BindAddr {
         match self {
             BindAddr::Tcp { host, port } => {
                 let fd = sys::tcp_listener(Self::socket_addr(host, *port)?, backlog)?;
+                // Accepted connections inherit it: no Nagle delay, no
+                // system call per connection.
                 let _ = sys::set_nodelay(fd.as_fd());
-                NODELAY_LISTENER.store(fd.as_raw_fd(), Ordering::Relaxed);
                 Ok(fd)
             }
             BindAddr::Unix(path) => sys::unix_listener(path, backlog),
         }
-    }
-}
-
-/// The TCP listening socket last given TCP_NODELAY (-1: none). Sockets
-/// accepted from it inherit the option, so it is set once per process,
-/// not once per connection (or per thread).
-static NODELAY_LISTENER: AtomicI32 = AtomicI32::new(-1);
-
-/// Makes sure TCP connections accepted from `listen` get no Nagle delay:
-/// the first time a listening socket is seen, sets TCP_NODELAY on it (the
-/// connections accepted later inherit it) and on `conn`, just accepted.
-pub fn ensure_nodelay(listen: BorrowedFd<'_>, conn: BorrowedFd<'_>) {
-    let fd = listen.as_raw_fd();
-    if NODELAY_LISTENER.load(Ordering::Relaxed) != fd {
-        let _ = sys::set_nodelay(listen);
-        let _ = sys::set_nodelay(conn);
-        NODELAY_LISTENER.store(fd, Ordering::Relaxed);
     }
 }
 

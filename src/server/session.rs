@@ -112,6 +112,8 @@ pub struct Session {
     env: Vec<u8>,
     env_offsets: Vec<usize>,
     scratch: Vec<u8>,
+    /// The listening socket whose TCP_NODELAY was checked.
+    nodelay_checked: Option<RawFd>,
 }
 
 impl Default for Session {
@@ -150,6 +152,7 @@ impl Session {
             env: Vec::new(),
             env_offsets: Vec::new(),
             scratch: Vec::new(),
+            nodelay_checked: None,
         }
     }
 
@@ -221,7 +224,17 @@ impl Session {
             if self.conn.is_none() {
                 let a = listen::accept_connection(listen, fail_on_intr, cfg)?;
                 if let Peer::Ip(_) = a.peer {
-                    listen::ensure_nodelay(listen, a.fd.as_fd());
+                    if self.nodelay_checked != Some(listen.as_raw_fd()) {
+                        // Once per request object and listening socket:
+                        // connections inherit TCP_NODELAY from the
+                        // listener, so set it there (and on this first
+                        // connection) unless it is set already.
+                        if !sys::nodelay(listen).unwrap_or(false) {
+                            let _ = sys::set_nodelay(listen);
+                            let _ = sys::set_nodelay(a.fd.as_fd());
+                        }
+                        self.nodelay_checked = Some(listen.as_raw_fd());
+                    }
                 }
                 self.input_buf.clear();
                 self.conn = Some(Connection {
@@ -803,5 +816,57 @@ impl io::Write for Writer<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush(self.1).map_err(io::Error::other)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    /// BEGIN_REQUEST (responder, no keep-alive) and the empty PARAMS record.
+    const REQUEST_HEAD: [u8; 24] = [
+        1, 1, 0, 1, 0, 8, 0, 0, /* */ 0, 1, 0, 0, 0, 0, 0, 0, /* */ 1, 4, 0, 1, 0, 0, 0,
+        0,
+    ];
+
+    fn serve_one(session: &mut Session, listener: &TcpListener) -> bool {
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(&REQUEST_HEAD).unwrap();
+        session.accept(listener.as_fd(), false).unwrap();
+        let nodelay = sys::nodelay(session.conn_fd().unwrap()).unwrap();
+        session.finish();
+        nodelay
+    }
+
+    #[test]
+    fn connections_from_a_listener_made_elsewhere_get_no_nagle_delay() {
+        // A listening socket the library did not create has Nagle's
+        // algorithm on: the first connection gets TCP_NODELAY set, the
+        // listener too, so later connections inherit it.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(!sys::nodelay(listener.as_fd()).unwrap());
+        let mut session = Session::new();
+        assert!(serve_one(&mut session, &listener));
+        assert!(sys::nodelay(listener.as_fd()).unwrap());
+        assert!(serve_one(&mut session, &listener));
+        // Another request object on a new listener checks again.
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(serve_one(&mut Session::new(), &other));
+    }
+
+    #[test]
+    fn listeners_the_library_opens_have_nodelay_already() {
+        // A free port (":0" would be read as a Unix socket path).
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let fd = listen::BindAddr::parse(&format!("127.0.0.1:{port}"))
+            .listen(8)
+            .unwrap();
+        assert!(sys::nodelay(fd.as_fd()).unwrap());
     }
 }

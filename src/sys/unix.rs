@@ -286,6 +286,24 @@ pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int_option(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// Whether Nagle's algorithm is off (`TCP_NODELAY` set) on a TCP socket.
+pub fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value is a live c_int and len holds its size; the kernel
+    // writes at most len bytes there.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    cvt(r).map(|_| value != 0)
+}
+
 /// `shutdown(fd, SHUT_WR)`: tells the peer no more bytes come.
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: plain syscall on a borrowed descriptor.

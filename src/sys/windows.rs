@@ -416,6 +416,25 @@ pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int_option(raw(fd), ws::IPPROTO_TCP, ws::TCP_NODELAY, 1)
 }
 
+/// Whether Nagle's algorithm is off (`TCP_NODELAY` set) on a TCP socket.
+pub fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    init();
+    let mut value: i32 = 0;
+    let mut len = size_of::<i32>() as i32;
+    // SAFETY: value is a live i32 and len holds its size; Winsock writes
+    // at most len bytes there (a BOOL, or a single byte on old versions).
+    let r = unsafe {
+        ws::getsockopt(
+            raw(fd),
+            ws::IPPROTO_TCP,
+            ws::TCP_NODELAY,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    cvt(r).map(|_| value != 0)
+}
+
 /// `shutdown(SD_SEND)`: tells the peer no more bytes come.
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     init();
