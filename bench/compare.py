@@ -12,8 +12,11 @@ and linked with -lfcgi), then runs every scenario on:
 for several rounds, alternating the order of original and ours, checking
 in /proc/PID/maps which libfcgi each run really loaded. Prints one markdown
 report (medians, ratios, latency, CPU per request, peak RSS, system calls
-per request from strace -c -f, one end-to-end figure through nginx + wrk)
-and writes it to bench/results/latest.md. See bench/README.md.
+per request from strace -c -f, one end-to-end figure through nginx + wrk,
+issue #5's targets checked on the medians, then the Python package's WSGI
+benchmark, bindings/python/bench/bench.py) and writes it to
+bench/results/latest.md (--json-out: the raw results too; --report-from
+renders a report again from them). See bench/README.md.
 """
 
 import argparse
