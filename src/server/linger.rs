@@ -47,11 +47,13 @@ pub fn close_gracefully(fd: OwnedFd) {
             pid,
             queue: Vec::new(),
         });
-        if std::thread::Builder::new()
-            .name("fcgi-linger".into())
-            .spawn(run)
-            .is_err()
-        {
+        // The drainer never takes a signal meant for the program's threads.
+        let spawned = sys::spawn_without_signals(|| {
+            std::thread::Builder::new()
+                .name("fcgi-linger".into())
+                .spawn(run)
+        });
+        if spawned.is_err() {
             *guard = None;
             return; // fd dropped: closed at once
         }
@@ -105,5 +107,54 @@ fn run() {
                 Ok(_) => true,
             }
         });
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    /// The signals blocked in the thread named `name` (from /proc).
+    fn blocked_in_thread(name: &str) -> Option<u64> {
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let dir = task.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if comm.trim() == name {
+                let status = std::fs::read_to_string(dir.join("status")).ok()?;
+                let line = status.lines().find(|l| l.starts_with("SigBlk:"))?;
+                return u64::from_str_radix(line[7..].trim(), 16).ok();
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_drainer_thread_takes_no_signal_meant_for_the_program() {
+        // With the thread unmasked, a process-directed SIGINT could land
+        // there and never interrupt the program's blocking read.
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        close_gracefully(OwnedFd::from(ours));
+        let mut mask = None;
+        for _ in 0..200 {
+            mask = blocked_in_thread("fcgi-linger");
+            if mask.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mask = mask.expect("the fcgi-linger thread runs");
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGUSR1,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+        ] {
+            assert!(
+                mask & (1 << (sig - 1)) != 0,
+                "signal {sig} not blocked: {mask:x}"
+            );
+        }
     }
 }

@@ -448,6 +448,27 @@ pub fn on_fork_child(handler: unsafe extern "C" fn()) {
     unsafe { libc::pthread_atfork(None, None, Some(handler)) };
 }
 
+/// Runs `f` (which spawns a thread) with every blockable signal blocked in
+/// the calling thread, so the new thread starts with them blocked, then puts
+/// the caller's mask back. A library thread must not take a process-directed
+/// signal (SIGINT, SIGTERM...) that the program expects in one of its own
+/// threads, where it interrupts a blocking call: libfcgi had no threads.
+pub fn spawn_without_signals<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: all and old are plain sigset_t values owned here; sigfillset
+    // and pthread_sigmask only write them or the calling thread's mask.
+    let old = unsafe {
+        let mut all: libc::sigset_t = zeroed();
+        let mut old: libc::sigset_t = zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    };
+    let r = f();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    r
+}
+
 /// `fork()` is not wrapped; this tells a thread spawned by the library
 /// whether it belongs to the current process.
 pub fn getpid() -> i32 {

@@ -435,6 +435,11 @@ pub fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
     cvt(r).map(|_| value != 0)
 }
 
+/// Runs `f` (which spawns a thread): Windows has no signal masks to set.
+pub fn spawn_without_signals<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// `shutdown(SD_SEND)`: tells the peer no more bytes come.
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     init();

@@ -295,7 +295,8 @@ class Params(Mapping):
 
 class _Handle:
     """The C struct and who is using it: the finalizer needs this, not the
-    Request (so that it does not keep the Request alive).
+    Request (so that a helper thread holding it does not keep the Request
+    alive).
 
     ``busy`` is set while a thread is inside a C call on the struct; a
     close (explicit or by the garbage collector) during such a call is left
@@ -303,7 +304,7 @@ class _Handle:
     leaves the call: the struct is never freed under the library's feet.
     """
 
-    __slots__ = ("lib", "struct", "ptr", "guard", "busy", "closed", "close_pending")
+    __slots__ = ("lib", "struct", "ptr", "guard", "busy", "closed", "close_pending", "helper")
 
     def __init__(self, lib, struct: FCGX_Request):
         self.lib = lib
@@ -313,6 +314,7 @@ class _Handle:
         self.busy = False
         self.closed = False
         self.close_pending = False
+        self.helper: _AcceptHelper | None = None
 
     def enter(self) -> None:
         with self.guard:
@@ -339,10 +341,86 @@ class _Handle:
             else:
                 self.closed = True
                 self.lib.FCGX_Free(self.ptr, 1)
+        helper = self.helper
+        if helper is not None:
+            helper.stop()
 
 
 def _finalize(h: _Handle) -> None:
     h.close()
+
+
+class _AcceptHelper:
+    """Runs ``FCGX_Accept_r`` for the main thread while the main thread
+    waits in Python, where Ctrl-C interrupts it.
+
+    Used only when the main thread waits for the next request on a kept-
+    alive connection: the library restarts that read after a signal (only
+    accept() itself honours FCGI_FAIL_ACCEPT_ON_INTR), so a direct call
+    would hold off KeyboardInterrupt until the next request. If the wait is
+    interrupted, the call goes on here and the next ``accept()`` takes its
+    result.
+    """
+
+    def __init__(self, h: _Handle):
+        self.h = h
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.running = False  # started, result not yet taken
+        self.stopped = False
+        self.rc = 0
+        threading.Thread(target=self._run, name="libfcgi-accept", daemon=True).start()
+
+    def _run(self) -> None:
+        _block_signals_in_this_thread()
+        h = self.h
+        while True:
+            self.go.acquire()
+            if self.stopped:
+                return
+            try:
+                self.rc = h.lib.FCGX_Accept_r(h.ptr)
+            finally:
+                h.leave()  # the caller entered for us
+                self.done.release()
+            if self.stopped:
+                return
+
+    def start(self) -> None:
+        """Starts a call; the caller has done ``h.enter()``."""
+        self.running = True
+        self.go.release()
+
+    def wait(self) -> int:
+        """The result of the running call. Raises KeyboardInterrupt (the
+        call goes on); returns -EINTR at a shutdown request."""
+        while not self.done.acquire(timeout=0.5):
+            if shutdown_requested():
+                return -_errno.EINTR
+        self.running = False
+        return self.rc
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            if not self.running:
+                self.go.release()
+
+
+def _use_accept_helper(h: _Handle) -> bool:
+    """Whether the wait must be interruptible from Python: in the main
+    thread, with a Python SIGINT handler, on a kept-alive connection."""
+    if h.struct.ipcFd < 0 or threading.current_thread() is not threading.main_thread():
+        return False
+    import signal
+
+    try:
+        handler = signal.getsignal(signal.SIGINT)
+    except (ValueError, AttributeError):
+        return False
+    return callable(handler)
 
 
 _IN, _OUT, _ERR, _DATA = 0, 1, 2, 3
@@ -473,11 +551,15 @@ class Request:
             raise OSError(code, f"FCGX_Accept_r: {os.strerror(code)}")
 
     def _accept_once(self, h: _Handle) -> int:
-        # The GIL is released during the call (ctypes). A signal ends the
-        # wait, in accept() and on a kept-alive connection alike, with
-        # -EINTR (FCGI_FAIL_ACCEPT_ON_INTR; a kept-alive connection stays
-        # open for the next call).
+        helper = h.helper
+        if helper is not None and helper.running:
+            return helper.wait()  # an interrupted wait: take its result
         h.enter()
+        if _use_accept_helper(h):
+            if helper is None:
+                helper = h.helper = _AcceptHelper(h)
+            helper.start()
+            return helper.wait()
         try:
             return h.lib.FCGX_Accept_r(h.ptr)
         finally:
