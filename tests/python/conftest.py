@@ -68,6 +68,15 @@ def tmp(tmp_path_factory):
     shutil.rmtree(d, ignore_errors=True)
 
 
+def _default_sigint():
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: the Ctrl-C tests need the child to start with
+    # the default disposition, whatever the test run inherited.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """A child process running a FastCGI application."""
 
@@ -76,6 +85,7 @@ class Proc:
         self.p = subprocess.Popen(
             args, cwd=cwd, env=env or child_env(), stdin=stdin,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=_default_sigint,
         )
         if wait and address is not None:
             self.wait_ready()
