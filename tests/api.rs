@@ -316,3 +316,35 @@ fn sigterm_ends_a_wait_on_a_kept_alive_connection() {
     );
     drop(c);
 }
+
+#[test]
+fn envp_is_empty_after_a_failed_accept() {
+    // A kept-alive connection starts a second request whose parameters are
+    // malformed: the library drops the connection (rewriting its
+    // environment block on the way) and waits for a new one, then SIGTERM
+    // fails the accept. The request's envp must then be empty, not point at
+    // the first request's strings, which the failed one overwrote.
+    let mut app = App::under_test("api_probe");
+    let mut c = app.client();
+    let first = Request::responder()
+        .keep_conn(true)
+        .param("SCENARIO", "getparam")
+        .param("FILLER", "x".repeat(200));
+    assert_eq!(c.request(&first).unwrap().app_status, 0);
+    let mut bad = fcgi::client::record(kind::BEGIN_REQUEST, 2, &[0, 1, 1, 0, 0, 0, 0, 0]);
+    let mut params = fcgi::client::encode_pairs([("SCENARIO", "getparam")]);
+    params.extend_from_slice(&[0x7f, 0x7f, b'x']); // a pair longer than the record
+    bad.extend_from_slice(&fcgi::client::record(kind::PARAMS, 2, &params));
+    bad.extend_from_slice(&fcgi::client::record(kind::PARAMS, 2, &[]));
+    c.send_raw(&bad).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(app.pid() as i32, libc::SIGTERM) }, 0);
+    assert!(
+        wait_exit(&mut app, secs(3)),
+        "SIGTERM did not end the accept"
+    );
+    let err = app.stderr();
+    assert!(err.contains("bad FCGI_PARAMS"), "{err}");
+    assert!(err.contains("after the loop: envp empty"), "{err}");
+}

@@ -148,11 +148,13 @@ impl Handle {
     /// Rebuilds `envp` from the session's environment block.
     pub fn build_envp(&mut self) {
         self.envp.clear();
-        let (block, offsets) = self.session.env_block();
+        let (block, entries) = self.session.env_block();
         let base = block.as_mut_ptr();
-        for &off in offsets {
-            // Offsets come from the engine and lie inside the block.
-            self.envp.push(base.wrapping_add(off).cast());
+        // FCGI_ROLE=... first, at the start of the block; then each
+        // parameter, whose offsets come from the engine and lie inside it.
+        self.envp.push(base.cast());
+        for e in entries {
+            self.envp.push(base.wrapping_add(e.start).cast());
         }
         self.envp.push(null_mut());
     }

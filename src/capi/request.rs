@@ -84,6 +84,9 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
             }
             Err(e) => {
                 h.sync_request(r);
+                // The last request's strings may have been overwritten by a
+                // request that failed half-way: no stale pointers.
+                r.envp = empty_env();
                 let code = e.raw_os_error().unwrap_or(0);
                 if code == 0 { -9999 } else { -code }
             }

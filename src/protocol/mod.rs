@@ -4,7 +4,9 @@
 pub mod params;
 pub mod record;
 
-pub use params::{Capabilities, PairError, get_values_reply, pairs, push_pair};
+pub use params::{
+    Capabilities, EnvEntry, PairError, get_values_reply, pairs, pairs_to_env, push_pair,
+};
 pub use record::{
     BeginRequest, EndRequest, HEADER_LEN, Header, MAX_CONTENT_LEN, kind, role, status,
 };

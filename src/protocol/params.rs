@@ -99,6 +99,77 @@ impl<'a> Iterator for Pairs<'a> {
     }
 }
 
+/// Where one parameter lies in an environment block made by [`pairs_to_env`]:
+/// `NAME=value` starting at `start`, then a NUL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvEntry {
+    pub start: usize,
+    pub name_len: usize,
+    pub value_len: usize,
+}
+
+impl EnvEntry {
+    /// The name as sent (it may contain `=` or NUL; C readers see less).
+    pub fn name<'a>(&self, block: &'a [u8]) -> &'a [u8] {
+        &block[self.start..self.start + self.name_len]
+    }
+
+    /// The value as sent.
+    pub fn value<'a>(&self, block: &'a [u8]) -> &'a [u8] {
+        let at = self.start + self.name_len + 1;
+        &block[at..at + self.value_len]
+    }
+}
+
+/// Rewrites the name-value pairs in `block[start..]`, in place, into
+/// NUL-terminated `NAME=value` strings, the form of a C environment, and
+/// appends where each one lies to `entries`. One byte is pushed onto
+/// `block` for the last NUL.
+///
+/// Nothing is copied whole: a pair's lengths take at least 2 bytes, and
+/// its string needs only 2 more than the name and value (`=` and NUL), so
+/// the name moves one byte down over the last length byte, the value stays
+/// where it is, and the NUL goes over the first byte of the next pair's
+/// lengths once they are decoded. Every length is checked against the bytes
+/// present before anything moves; on error the block is left half rewritten
+/// (the caller drops it) and `entries` holds the pairs done so far.
+pub fn pairs_to_env(
+    block: &mut Vec<u8>,
+    start: usize,
+    entries: &mut Vec<EnvEntry>,
+) -> Result<(), PairError> {
+    let end = block.len();
+    block.push(0);
+    let mut pos = start;
+    while pos < end {
+        let (name_len, a) = decode_length(&block[pos..end])?;
+        let (value_len, b) = decode_length(&block[pos + a..end])?;
+        let body = pos + a + b;
+        let needed = u64::from(name_len) + u64::from(value_len);
+        if needed > (end - body) as u64 {
+            return Err(PairError::Truncated {
+                needed,
+                available: end - body,
+            });
+        }
+        let (name_len, value_len) = (name_len as usize, value_len as usize);
+        if pos > start {
+            block[pos] = 0; // ends the previous string; its lengths are read
+        }
+        let entry = body - 1;
+        block.copy_within(body..body + name_len, entry);
+        block[entry + name_len] = b'=';
+        entries.push(EnvEntry {
+            start: entry,
+            name_len,
+            value_len,
+        });
+        pos = body + name_len + value_len;
+    }
+    block[end] = 0;
+    Ok(())
+}
+
 /// Checks a whole block and counts its pairs.
 pub fn validate(block: &[u8]) -> Result<usize, PairError> {
     pairs(block).try_fold(0usize, |n, p| p.map(|_| n + 1))
@@ -156,6 +227,88 @@ mod tests {
             push_pair(&mut v, n, val);
         }
         v
+    }
+
+    /// What `pairs_to_env` must produce, built the obvious way.
+    fn env_the_slow_way(block: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PairError> {
+        pairs(block)
+            .map(|p| p.map(|(n, v)| (n.to_vec(), v.to_vec())))
+            .collect()
+    }
+
+    fn check_env(prefix: &[u8], raw: &[u8]) {
+        let mut b = prefix.to_vec();
+        b.extend_from_slice(raw);
+        let mut entries = Vec::new();
+        let got = pairs_to_env(&mut b, prefix.len(), &mut entries);
+        let want = env_the_slow_way(raw);
+        assert_eq!(got.is_ok(), want.is_ok(), "{raw:?}");
+        assert_eq!(&b[..prefix.len()], prefix, "the prefix is never touched");
+        let Ok(want) = want else { return };
+        assert_eq!(b.len(), prefix.len() + raw.len() + 1);
+        assert_eq!(entries.len(), want.len());
+        let mut last_end = prefix.len();
+        for (e, (n, v)) in entries.iter().zip(&want) {
+            assert!(e.start >= last_end, "strings never overlap");
+            assert_eq!(e.name(&b), &n[..]);
+            assert_eq!(e.value(&b), &v[..]);
+            let mut c = n.clone();
+            c.push(b'=');
+            c.extend_from_slice(v);
+            c.push(0);
+            assert_eq!(&b[e.start..e.start + c.len()], &c[..]);
+            last_end = e.start + c.len();
+        }
+    }
+
+    #[test]
+    fn env_is_built_in_place() {
+        let long = vec![b'v'; 300];
+        let raw = block(&[
+            (b"REQUEST_METHOD", b"GET"),
+            (b"", b"empty name"),
+            (b"EMPTY_VALUE", b""),
+            (b"LONG", &long),
+            (&long, b"long name"),
+            (b"A=B", b"x\0y"),
+        ]);
+        check_env(b"FCGI_ROLE=RESPONDER\0", &raw);
+        check_env(b"", &raw);
+        check_env(b"X\0", &[]);
+        let mut b = b"P\0".to_vec();
+        b.extend_from_slice(&block(&[(b"N", b"V")]));
+        let mut entries = Vec::new();
+        pairs_to_env(&mut b, 2, &mut entries).unwrap();
+        assert_eq!(entries[0].start, 3);
+        assert_eq!(&b[3..], b"N=V\0");
+    }
+
+    #[test]
+    fn env_matches_the_decoder_on_random_and_broken_blocks() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut raw = Vec::new();
+            for _ in 0..next() % 6 {
+                let n = vec![b'n'; (next() % 140) as usize];
+                let v = vec![0xa5; (next() % 300) as usize];
+                push_pair(&mut raw, &n, &v);
+            }
+            check_env(b"R\0", &raw);
+            if !raw.is_empty() {
+                // Cut short, or with a byte changed: errors must agree too.
+                let cut = (next() as usize) % raw.len();
+                check_env(b"R\0", &raw[..cut]);
+                let i = (next() as usize) % raw.len();
+                raw[i] = next() as u8;
+                check_env(b"R\0", &raw);
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,9 @@ use super::listen;
 use super::output::OutputStream;
 use super::reader::{InputBuffer, ReadError, Wait};
 use crate::protocol::record::{push_record, unknown_type_record};
-use crate::protocol::{self, BeginRequest, EndRequest, Header, PairError, kind, role, status};
+use crate::protocol::{
+    self, BeginRequest, EndRequest, EnvEntry, Header, PairError, kind, role, status,
+};
 use crate::sys::{self, Peer};
 use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::io::{self, IoSlice};
@@ -108,9 +110,11 @@ pub struct Session {
     pub input: InputState,
     pub stdout: OutputStream,
     pub stderr: OutputStream,
-    params: Vec<u8>,
+    /// `FCGI_ROLE=...` and NUL, then the parameters: as received while
+    /// they arrive, then rewritten in place into `NAME=value` strings.
     env: Vec<u8>,
-    env_offsets: Vec<usize>,
+    /// Where each parameter's string lies in `env`.
+    env_entries: Vec<EnvEntry>,
     scratch: Vec<u8>,
     /// The listening socket whose TCP_NODELAY was checked.
     nodelay_checked: Option<RawFd>,
@@ -148,9 +152,8 @@ impl Session {
             },
             stdout: OutputStream::new(kind::STDOUT, STDOUT_BUFFER),
             stderr: OutputStream::new(kind::STDERR, STDERR_BUFFER),
-            params: Vec::new(),
             env: Vec::new(),
-            env_offsets: Vec::new(),
+            env_entries: Vec::new(),
             scratch: Vec::new(),
             nodelay_checked: None,
         }
@@ -197,7 +200,9 @@ impl Session {
 
     /// The request's parameters as sent, in arrival order.
     pub fn params(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        protocol::pairs(&self.params).map_while(Result::ok)
+        self.env_entries
+            .iter()
+            .map(|e| (e.name(&self.env), e.value(&self.env)))
     }
 
     /// The value of the first parameter called `name`.
@@ -205,10 +210,11 @@ impl Session {
         self.params().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
-    /// The environment block: `FCGI_ROLE=...` then `NAME=value` for each
-    /// parameter, each NUL-terminated, and where each entry starts.
-    pub fn env_block(&mut self) -> (&mut [u8], &[usize]) {
-        (&mut self.env, &self.env_offsets)
+    /// The environment block and where each parameter's string lies in
+    /// it: the block starts with `FCGI_ROLE=...`, then holds `NAME=value`
+    /// for each parameter, each NUL-terminated.
+    pub fn env_block(&mut self) -> (&mut [u8], &[EnvEntry]) {
+        (&mut self.env, &self.env_entries)
     }
 
     // ---- accepting -------------------------------------------------------
@@ -381,7 +387,12 @@ impl Session {
             self.id = id;
             self.role = begin.role;
             self.keep_conn = begin.keep_conn();
-            self.params.clear();
+            self.env.clear();
+            self.env.extend_from_slice(b"FCGI_ROLE=");
+            self.env
+                .extend_from_slice(role::name(self.role).unwrap_or("").as_bytes());
+            self.env.push(0);
+            let params_start = self.env.len();
             loop {
                 let (h, r) = self.next_record(Wait::Block)?;
                 if h.is_management() {
@@ -395,10 +406,10 @@ impl Session {
                 match h.kind {
                     kind::PARAMS if r.is_empty() => break,
                     kind::PARAMS => {
-                        if self.params.len() + r.len() > cfg.max_params_size {
+                        if self.env.len() - params_start + r.len() > cfg.max_params_size {
                             return Err(HeadError::ParamsTooLarge(cfg.max_params_size));
                         }
-                        self.params.extend_from_slice(self.input_buf.get(r));
+                        self.env.extend_from_slice(self.input_buf.get(r));
                     }
                     kind::ABORT_REQUEST => {
                         let end = EndRequest {
@@ -418,7 +429,8 @@ impl Session {
                     }
                 }
             }
-            self.build_env()?;
+            self.env_entries.clear();
+            protocol::pairs_to_env(&mut self.env, params_start, &mut self.env_entries)?;
             self.input.reset();
             self.stdout.reset();
             self.stderr.reset();
@@ -427,25 +439,6 @@ impl Session {
             self.active = true;
             return Ok(true);
         }
-    }
-
-    fn build_env(&mut self) -> Result<(), PairError> {
-        self.env.clear();
-        self.env_offsets.clear();
-        self.env_offsets.push(0);
-        self.env.extend_from_slice(b"FCGI_ROLE=");
-        self.env
-            .extend_from_slice(role::name(self.role).unwrap_or("").as_bytes());
-        self.env.push(0);
-        for pair in protocol::pairs(&self.params) {
-            let (name, value) = pair?;
-            self.env_offsets.push(self.env.len());
-            self.env.extend_from_slice(name);
-            self.env.push(b'=');
-            self.env.extend_from_slice(value);
-            self.env.push(0);
-        }
-        Ok(())
     }
 
     // ---- input -----------------------------------------------------------

@@ -106,5 +106,9 @@ int main(int argc, char **argv)
         FCGX_PutS("Content-Type: text/plain\r\n\r\n", r.out);
         scenario(&r, name ? name : "");
     }
+    /* After a failed accept, envp must not point at strings of a request
+       that was being read when the accept failed. */
+    fprintf(stderr, "after the loop: envp %s\n",
+            r.envp == NULL ? "NULL" : r.envp[0] == NULL ? "empty" : r.envp[0]);
     return 0;
 }
