@@ -445,7 +445,7 @@ pub extern "C" fn FCGX_CreateWriter(
             sys::set_errno(libc::EINVAL);
             return null_mut();
         }
-        let capacity = usize::try_from(bufflen.clamp(32, 65536)).unwrap_or(32);
+        let capacity = usize::try_from(bufflen.clamp(32, 65528)).unwrap_or(32);
         let writer = StandaloneWriter {
             fd: socket,
             request_id: requestId as u16,

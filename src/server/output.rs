@@ -1,6 +1,7 @@
-//! The output streams of a request (FCGI_STDOUT, FCGI_STDERR): a buffer
-//! with the record header slot in front, so a record goes out with one
-//! write and no copy; large writes go straight from the caller's bytes.
+//! The output streams of a request (FCGI_STDOUT, FCGI_STDERR): records
+//! framed in place in one buffer (a header slot in front of each record's
+//! content), so what is buffered goes out with one write and no copy; large
+//! writes go straight from the caller's bytes.
 
 use super::error::StreamError;
 use crate::protocol::{HEADER_LEN, Header};
@@ -12,10 +13,17 @@ use std::io::IoSlice;
 /// below FCGI_MAX_LENGTH, so records stay aligned without padding).
 pub const RECORD_CHUNK: usize = 65528;
 
+/// The most records a stream buffers before it sends them together.
+pub const MAX_BUFFERED_RECORDS: usize = 6;
+
 pub struct OutputStream {
     kind: u8,
-    /// `[header slot | buffered content]`.
+    /// `[header | content]` for each full record (header written), then
+    /// `[header slot | content]` of the record being filled.
     buf: Vec<u8>,
+    /// Where the header slot of the record being filled starts.
+    last: usize,
+    /// Content bytes buffered before a send.
     capacity: usize,
     pub closed: bool,
     pub error: Option<StreamError>,
@@ -24,15 +32,17 @@ pub struct OutputStream {
 }
 
 impl OutputStream {
-    /// A stream of record type `kind` buffering up to `capacity` bytes
-    /// (at most [`RECORD_CHUNK`]).
+    /// A stream of record type `kind` buffering up to `capacity` content
+    /// bytes (at most [`MAX_BUFFERED_RECORDS`] records). Memory for more
+    /// than one record is taken when a response first needs it.
     pub fn new(kind: u8, capacity: usize) -> Self {
-        let capacity = capacity.clamp(8, RECORD_CHUNK);
-        let mut buf = Vec::with_capacity(HEADER_LEN + capacity + 32);
+        let capacity = capacity.clamp(8, MAX_BUFFERED_RECORDS * RECORD_CHUNK);
+        let mut buf = Vec::with_capacity(HEADER_LEN + capacity.min(RECORD_CHUNK) + 32);
         buf.resize(HEADER_LEN, 0);
         OutputStream {
             kind,
             buf,
+            last: 0,
             capacity,
             closed: false,
             error: None,
@@ -46,14 +56,53 @@ impl OutputStream {
 
     /// Ready for a new request.
     pub fn reset(&mut self) {
-        self.buf.truncate(HEADER_LEN);
+        self.empty();
         self.closed = false;
         self.error = None;
         self.used = false;
     }
 
+    /// Content bytes buffered.
     pub fn pending(&self) -> usize {
-        self.buf.len() - HEADER_LEN
+        // Every record before the last is full.
+        let full = self.last / (HEADER_LEN + RECORD_CHUNK);
+        full * RECORD_CHUNK + self.filling()
+    }
+
+    /// Content bytes in the record being filled.
+    fn filling(&self) -> usize {
+        self.buf.len() - self.last - HEADER_LEN
+    }
+
+    /// Forgets what is buffered: back to one empty header slot.
+    fn empty(&mut self) {
+        self.buf.truncate(HEADER_LEN);
+        self.buf.resize(HEADER_LEN, 0);
+        self.last = 0;
+    }
+
+    /// Appends `data` to the buffer (it fits in `capacity`), closing each
+    /// record that fills up and opening the next one behind it.
+    fn append(&mut self, id: u16, mut data: &[u8]) {
+        loop {
+            let room = RECORD_CHUNK - self.filling();
+            if data.len() <= room {
+                self.buf.extend_from_slice(data);
+                return;
+            }
+            let (head, rest) = data.split_at(room);
+            self.buf.extend_from_slice(head);
+            data = rest;
+            self.set_header(id, RECORD_CHUNK);
+            if self.last == 0 {
+                // A second record: take the room for all of them at once.
+                let records = self.capacity.div_ceil(RECORD_CHUNK);
+                let all = records * (HEADER_LEN + RECORD_CHUNK) + 32;
+                self.buf.reserve_exact(all.saturating_sub(self.buf.len()));
+            }
+            self.last = self.buf.len();
+            self.buf.resize(self.last + HEADER_LEN, 0);
+        }
     }
 
     fn check_open(&self) -> Result<(), StreamError> {
@@ -68,13 +117,14 @@ impl OutputStream {
         let err = StreamError::from_io(e);
         self.error = Some(err);
         self.closed = true;
-        self.buf.truncate(HEADER_LEN);
+        self.empty();
         err
     }
 
     /// Writes `data`: buffered while it fits, else sent now together with
     /// what was buffered, in records of at most [`RECORD_CHUNK`] bytes, with
-    /// one gathered system call.
+    /// one gathered system call. The last buffered record is topped up from
+    /// `data` first, so records stay full.
     pub fn write(&mut self, fd: BorrowedFd<'_>, id: u16, data: &[u8]) -> Result<(), StreamError> {
         self.check_open()?;
         if data.is_empty() {
@@ -83,13 +133,19 @@ impl OutputStream {
         self.used = true;
         let pending = self.pending();
         if pending + data.len() <= self.capacity {
-            self.buf.extend_from_slice(data);
+            self.append(id, data);
             return Ok(());
         }
-        // First record: the buffered bytes plus the head of `data`.
-        let first = (RECORD_CHUNK - pending).min(data.len());
-        self.set_header(id, pending + first);
+        // The record being filled takes the head of `data`.
+        let filling = self.filling();
+        let first = (RECORD_CHUNK - filling).min(data.len());
+        self.set_header(id, filling + first);
+        // Whole records of the rest go now; a shorter tail is kept for the
+        // next write if it fits, so records stay full.
         let rest = &data[first..];
+        let tail = rest.len() % RECORD_CHUNK;
+        let keep = if tail <= self.capacity { tail } else { 0 };
+        let (rest, later) = rest.split_at(rest.len() - keep);
         let headers: Vec<[u8; HEADER_LEN]> = rest
             .chunks(RECORD_CHUNK)
             .map(|c| Header::new(self.kind, id, c.len() as u16).encode())
@@ -105,16 +161,30 @@ impl OutputStream {
         drop(iov);
         match r {
             Ok(()) => {
-                self.buf.truncate(HEADER_LEN);
+                self.empty();
+                self.append(id, later);
                 Ok(())
             }
             Err(e) => Err(self.fail(&e)),
         }
     }
 
+    /// Writes the header of the record being filled, for `len` content bytes.
     fn set_header(&mut self, id: u16, len: usize) {
         let h = Header::new(self.kind, id, len as u16).encode();
-        self.buf[..HEADER_LEN].copy_from_slice(&h);
+        self.buf[self.last..self.last + HEADER_LEN].copy_from_slice(&h);
+    }
+
+    /// Frames the record being filled; returns the bytes of all buffered
+    /// records (an empty last record is left out: it would end the stream).
+    fn framed(&mut self, id: u16) -> &[u8] {
+        let filling = self.filling();
+        if filling > 0 {
+            self.set_header(id, filling);
+            &self.buf
+        } else {
+            &self.buf[..self.last]
+        }
     }
 
     /// Sends the buffered bytes as one record now (`FCGX_FFlush`).
@@ -125,10 +195,9 @@ impl OutputStream {
         if self.pending() == 0 {
             return Ok(());
         }
-        self.set_header(id, self.pending());
-        match sys::write_all(fd, &self.buf) {
+        match sys::write_all(fd, self.framed(id)) {
             Ok(()) => {
-                self.buf.truncate(HEADER_LEN);
+                self.empty();
                 Ok(())
             }
             Err(e) => Err(self.fail(&e)),
@@ -142,9 +211,11 @@ impl OutputStream {
     /// room for both). Returns the bytes to send (possibly empty); call
     /// [`sent`](Self::sent) after sending them.
     pub fn frame_final(&mut self, id: u16, end: bool, tail: &[u8]) -> &[u8] {
-        let pending = self.pending();
-        let start = if pending > 0 {
-            self.set_header(id, pending);
+        let start = if self.filling() > 0 {
+            self.set_header(id, self.filling());
+            0
+        } else if self.last > 0 {
+            self.buf.truncate(self.last); // drop the empty slot
             0
         } else {
             HEADER_LEN
@@ -159,7 +230,7 @@ impl OutputStream {
 
     /// Marks the framed bytes as sent (or lost with `err`) and the stream closed.
     pub fn sent(&mut self, err: Option<&std::io::Error>) {
-        self.buf.truncate(HEADER_LEN);
+        self.empty();
         self.closed = true;
         if let Some(e) = err {
             self.error.get_or_insert(StreamError::from_io(e));
@@ -224,6 +295,103 @@ mod tests {
         let recs = records(&got);
         assert_eq!(recs.iter().map(|r| r.1).sum::<usize>(), 200_003);
         assert!(recs.iter().all(|r| r.1 <= RECORD_CHUNK));
+    }
+
+    /// Writes `sizes` (with a flush after each size in `flush_after`),
+    /// ends the stream with `tail`; returns the records and the content.
+    fn stream_through(
+        sizes: &[usize],
+        flush_after: &[usize],
+        tail: &[u8],
+    ) -> (Vec<(u8, usize)>, Vec<u8>, Vec<u8>) {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut s = OutputStream::new(kind::STDOUT, MAX_BUFFERED_RECORDS * RECORD_CHUNK);
+        let mut sent = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..n).map(|j| (i * 7 + j) as u8).collect();
+            s.write(a.as_fd(), 3, &data).unwrap();
+            sent.extend_from_slice(&data);
+            assert_eq!(s.pending() <= MAX_BUFFERED_RECORDS * RECORD_CHUNK, true);
+            if flush_after.contains(&n) {
+                s.flush(a.as_fd(), 3).unwrap();
+                assert_eq!(s.pending(), 0);
+            }
+        }
+        let out = s.frame_final(3, true, tail).to_vec();
+        crate::sys::write_all(a.as_fd(), &out).unwrap();
+        s.sent(None);
+        drop(a);
+        let got = reader.join().unwrap();
+        let recs = records(&got[..got.len() - tail.len()]);
+        assert!(got.ends_with(tail));
+        let mut content = Vec::new();
+        let mut rest = &got[..got.len() - tail.len()];
+        while !rest.is_empty() {
+            let h = Header::decode(rest[..8].try_into().unwrap());
+            assert_eq!(h.request_id, 3);
+            content.extend_from_slice(&rest[8..8 + h.content_length as usize]);
+            rest = &rest[8 + h.body_len()..];
+        }
+        (recs, content, sent)
+    }
+
+    #[test]
+    fn records_fill_up_across_writes_and_leave_together() {
+        // 8 KiB pieces of a 1 MiB response: full 65528-byte records, none
+        // empty but the last, the content in order.
+        let sizes = vec![8192; 128];
+        let (recs, content, sent) = stream_through(&sizes, &[], b"TAIL");
+        assert_eq!(content, sent);
+        let (last, body) = recs.split_last().unwrap();
+        assert_eq!(*last, (kind::STDOUT, 0));
+        assert!(body.iter().all(|r| r.1 > 0 && r.1 <= RECORD_CHUNK));
+        assert!(body[..body.len() - 1].iter().all(|r| r.1 == RECORD_CHUNK));
+    }
+
+    #[test]
+    fn buffered_records_survive_odd_sizes_and_flushes() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for round in 0..40 {
+            let sizes: Vec<usize> = (0..12)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    [1, 7, 8184, 65527, 65528, 65529, 131_056, 300_000, 600_000]
+                        [(seed % 9) as usize]
+                        + (seed >> 40) as usize % 3
+                })
+                .collect();
+            let flush: &[usize] = if round % 3 == 0 { &[7, 65529] } else { &[] };
+            let (recs, content, sent) = stream_through(&sizes, flush, b"");
+            assert_eq!(content, sent, "round {round}: {sizes:?}");
+            let (last, body) = recs.split_last().unwrap();
+            assert_eq!(*last, (kind::STDOUT, 0));
+            assert!(
+                body.iter().all(|r| r.1 > 0 && r.1 <= RECORD_CHUNK),
+                "{recs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn exactly_full_records_leave_no_empty_record_behind() {
+        for n in [
+            RECORD_CHUNK,
+            2 * RECORD_CHUNK,
+            MAX_BUFFERED_RECORDS * RECORD_CHUNK,
+        ] {
+            let (recs, content, sent) = stream_through(&[n], &[], b"");
+            assert_eq!(content, sent);
+            assert_eq!(recs.len(), n / RECORD_CHUNK + 1, "{recs:?}");
+            let (recs, _, _) = stream_through(&[n], &[n], b"");
+            assert_eq!(recs.len(), n / RECORD_CHUNK + 1, "flushed: {recs:?}");
+        }
     }
 
     #[test]

@@ -25,9 +25,12 @@ use std::io::{self, IoSlice};
 use std::ops::Range;
 use thiserror::Error;
 
-/// Bytes buffered for STDOUT before a record is sent (the largest aligned
-/// record, so a response up to 64 KiB leaves in one write at `finish`).
-pub const STDOUT_BUFFER: usize = super::output::RECORD_CHUNK;
+/// Bytes buffered for STDOUT before they are sent: a response up to 384
+/// KiB leaves in one write at `finish`, in records of 64 KiB; a larger one
+/// in writes of 384 KiB. Memory beyond the first 64 KiB is taken only by a
+/// request object that has written more than that without a flush, and
+/// kept for its next requests.
+pub const STDOUT_BUFFER: usize = super::output::MAX_BUFFERED_RECORDS * super::output::RECORD_CHUNK;
 /// Bytes buffered for STDERR.
 pub const STDERR_BUFFER: usize = 8184;
 
