@@ -131,6 +131,9 @@ pub extern "C" fn FCGI_Accept() -> c_int {
         }
         let (mut i, mut o, mut e) = (null_mut(), null_mut(), null_mut());
         let mut envp = null_mut();
+        // While the next request is read, its parameters overwrite the last
+        // one's strings: the process's own environment meanwhile.
+        restore_environ();
         // SAFETY: four valid out-pointers to locals.
         let rc = unsafe { FCGX_Accept(&mut i, &mut o, &mut e, &mut envp) };
         if rc < 0 {
