@@ -279,12 +279,72 @@ pub unsafe extern "C" fn FCGX_GetParam(name: *const c_char, envp: FCGX_ParamArra
             if entry.is_null() {
                 return null_mut();
             }
-            // SAFETY: each entry is NUL-terminated per the contract.
-            let bytes = unsafe { std::ffi::CStr::from_ptr(entry) }.to_bytes();
-            if bytes.len() > name.len() && bytes.starts_with(name) && bytes[name.len()] == b'=' {
+            // Compared byte by byte, not measured first: a long value
+            // (a cookie) is never scanned for a name that does not match.
+            let e = entry.cast::<u8>().cast_const();
+            let mut i = 0;
+            // SAFETY: the entry is NUL-terminated and `name` holds no NUL,
+            // so the loop stops at the entry's NUL at the latest; every
+            // byte read lies inside the string.
+            while i < name.len() && unsafe { *e.add(i) } == name[i] {
+                i += 1;
+            }
+            // SAFETY: bytes 0..i matched `name` (no NUL), so the string
+            // goes on at least to its NUL at index i or later.
+            if i == name.len() && unsafe { *e.add(i) } == b'=' {
                 return entry.wrapping_add(name.len() + 1);
             }
             p = p.wrapping_add(1);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FCGX_GetParam;
+    use std::ffi::{CStr, CString, c_char};
+    use std::ptr::null_mut;
+
+    fn lookup(env: &[&str], name: Option<&str>) -> Option<String> {
+        let strings: Vec<CString> = env.iter().map(|s| CString::new(*s).unwrap()).collect();
+        let mut envp: Vec<*mut c_char> = strings.iter().map(|s| s.as_ptr().cast_mut()).collect();
+        envp.push(null_mut());
+        let name = name.map(|n| CString::new(n).unwrap());
+        let name_ptr = name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr());
+        // SAFETY: a NUL-terminated name (or NULL) and a NULL-terminated
+        // array of NUL-terminated strings that outlive the call.
+        let v = unsafe { FCGX_GetParam(name_ptr, envp.as_mut_ptr()) };
+        // SAFETY: NULL or a pointer into one of `strings`, still alive.
+        (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn get_param_matches_whole_names_only() {
+        let env = [
+            "REQUEST=short",
+            "HTTP_COOKIE=a=1; b=2",
+            "REQUEST_URI=/x?y=z",
+            "EMPTY=",
+            "=nameless",
+            "NO_EQUALS",
+            "REQUEST_URI=second",
+        ];
+        assert_eq!(lookup(&env, Some("REQUEST_URI")).as_deref(), Some("/x?y=z"));
+        assert_eq!(lookup(&env, Some("REQUEST")).as_deref(), Some("short"));
+        assert_eq!(
+            lookup(&env, Some("HTTP_COOKIE")).as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(lookup(&env, Some("EMPTY")).as_deref(), Some(""));
+        assert_eq!(lookup(&env, Some("")).as_deref(), Some("nameless"));
+        assert_eq!(lookup(&env, Some("REQ")), None);
+        assert_eq!(lookup(&env, Some("REQUEST_URI_LONGER")), None);
+        assert_eq!(lookup(&env, Some("NO_EQUALS")), None);
+        assert_eq!(
+            lookup(&env, Some("HTTP_COOKIE=a")).as_deref(),
+            Some("1; b=2")
+        );
+        assert_eq!(lookup(&env, None), None);
+        assert_eq!(lookup(&[], Some("X")), None);
+    }
 }
