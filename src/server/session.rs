@@ -391,6 +391,7 @@ impl Session {
             self.role = begin.role;
             self.keep_conn = begin.keep_conn();
             self.env.clear();
+            self.env_entries.clear(); // they point into `env`
             self.env.extend_from_slice(b"FCGI_ROLE=");
             self.env
                 .extend_from_slice(role::name(self.role).unwrap_or("").as_bytes());
@@ -432,7 +433,6 @@ impl Session {
                     }
                 }
             }
-            self.env_entries.clear();
             protocol::pairs_to_env(&mut self.env, params_start, &mut self.env_entries)?;
             self.input.reset();
             self.stdout.reset();
@@ -864,5 +864,41 @@ mod tests {
             .listen(8)
             .unwrap();
         assert!(sys::nodelay(fd.as_fd()).unwrap());
+    }
+
+    #[test]
+    fn params_of_a_request_that_failed_half_way_are_gone() {
+        // Request 1 (kept alive) has a long parameter; request 2 on the same
+        // connection breaks off inside FCGI_PARAMS (STDIN comes first), so
+        // the connection is dropped, and accept then fails. The parameters
+        // must not point into the environment block request 2 rewrote.
+        use crate::protocol::{BeginRequest, push_pair};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let begin = |id| {
+            let mut out = Vec::new();
+            let b = BeginRequest { role: 1, flags: 1 }.encode();
+            push_record(&mut out, kind::BEGIN_REQUEST, id, &b);
+            out
+        };
+        let mut out = begin(1);
+        let mut p = Vec::new();
+        push_pair(&mut p, b"LONG", &[b'v'; 1000]);
+        push_record(&mut out, kind::PARAMS, 1, &p);
+        push_record(&mut out, kind::PARAMS, 1, &[]);
+        push_record(&mut out, kind::STDIN, 1, &[]);
+        client.write_all(&out).unwrap();
+        let mut s = Session::new();
+        s.accept(listener.as_fd(), false).unwrap();
+        assert_eq!(s.param(b"LONG").map(<[u8]>::len), Some(1000));
+        let mut out = begin(2);
+        push_record(&mut out, kind::PARAMS, 2, &[1, 1]);
+        push_record(&mut out, kind::STDIN, 2, b"x");
+        client.write_all(&out).unwrap();
+        // A connected socket is not a listener: accept fails at once.
+        let (not_listening, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(s.accept(not_listening.as_fd(), false).is_err());
+        assert_eq!(s.params().count(), 0);
+        assert_eq!(s.param(b"LONG"), None);
     }
 }
