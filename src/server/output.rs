@@ -14,7 +14,7 @@ use std::io::IoSlice;
 pub const RECORD_CHUNK: usize = 65528;
 
 /// The most records a stream buffers before it sends them together.
-pub const MAX_BUFFERED_RECORDS: usize = 6;
+pub const MAX_BUFFERED_RECORDS: usize = 4;
 
 pub struct OutputStream {
     kind: u8,

@@ -25,9 +25,9 @@ use std::io::{self, IoSlice};
 use std::ops::Range;
 use thiserror::Error;
 
-/// Bytes buffered for STDOUT before they are sent: a response up to 384
+/// Bytes buffered for STDOUT before they are sent: a response up to 256
 /// KiB leaves in one write at `finish`, in records of 64 KiB; a larger one
-/// in writes of 384 KiB. Memory beyond the first 64 KiB is taken only by a
+/// in writes of 256 KiB. Memory beyond the first 64 KiB is taken only by a
 /// request object that has written more than that without a flush, and
 /// kept for its next requests.
 pub const STDOUT_BUFFER: usize = super::output::MAX_BUFFERED_RECORDS * super::output::RECORD_CHUNK;
