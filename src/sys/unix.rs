@@ -286,22 +286,18 @@ pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int_option(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
-/// Whether Nagle's algorithm is off (`TCP_NODELAY` set) on a TCP socket.
-pub fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
+fn get_int_option(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
     let mut value: libc::c_int = 0;
     let mut len = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: value is a live c_int and len holds its size; the kernel
     // writes at most len bytes there.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    cvt(r).map(|_| value != 0)
+    let r = unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) };
+    cvt(r).map(|_| value)
+}
+
+/// Whether Nagle's algorithm is off (`TCP_NODELAY` set) on a TCP socket.
+pub fn nodelay(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    get_int_option(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY).map(|v| v != 0)
 }
 
 /// `shutdown(fd, SHUT_WR)`: tells the peer no more bytes come.
@@ -615,19 +611,7 @@ fn finish_interrupted_connect(fd: BorrowedFd<'_>) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let mut err: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: err is a live c_int and len gives its size.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&raw mut err).cast(),
-            &mut len,
-        )
-    };
-    cvt(r)?;
+    let err = get_int_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR)?;
     if err != 0 {
         return Err(io::Error::from_raw_os_error(err));
     }
