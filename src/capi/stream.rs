@@ -6,8 +6,8 @@
 use super::handle::{Owner, StandaloneWriter, StreamBox, Target, Which, target, writer_fd};
 use super::types::FCGX_Stream;
 use crate::protocol::record;
-use crate::server::StreamError;
 use crate::server::output::OutputStream;
+use crate::server::{Output, StreamError};
 use crate::sys;
 use std::ffi::{CStr, c_char, c_int};
 use std::ptr::null_mut;
@@ -275,8 +275,12 @@ pub unsafe extern "C" fn FCGX_PutS(str: *const c_char, stream: *mut FCGX_Stream)
     })
 }
 
-/// Sends what an output stream has buffered, as a record, now. 0 on
-/// success (and for input streams), -1 on error.
+/// Sends what an output stream has buffered, as a record, now. Returns -1
+/// if that write fails, else 0. As in libfcgi, a stream is closed at its
+/// first error, so only the flush during which the error happens returns
+/// -1: flushing a closed stream (failed, or closed with `FCGX_FClose`)
+/// does nothing and returns 0, and so does flushing an input stream.
+/// `FCGX_GetError` keeps telling the error.
 ///
 /// # Safety
 /// `stream` is NULL or a live stream of this library.
@@ -288,10 +292,22 @@ pub unsafe extern "C" fn FCGX_FFlush(stream: *mut FCGX_Stream) -> c_int {
             on_stream(
                 stream,
                 false,
-                |h, which| which.output().is_none_or(|o| h.session.flush(o).is_ok()),
-                |wr, _| match writer_fd(wr) {
-                    Some(fd) => wr.stream.flush(fd, wr.request_id).is_ok(),
-                    None => false,
+                |h, which| match which.output() {
+                    None => true,
+                    Some(o) => {
+                        let closed = match o {
+                            Output::Stdout => h.session.stdout.closed,
+                            Output::Stderr => h.session.stderr.closed,
+                        };
+                        closed || h.session.flush(o).is_ok()
+                    }
+                },
+                |wr, _| {
+                    wr.stream.closed
+                        || match writer_fd(wr) {
+                            Some(fd) => wr.stream.flush(fd, wr.request_id).is_ok(),
+                            None => false,
+                        }
                 },
             )
         };
