@@ -14,12 +14,28 @@ static INIT: Once = Once::new();
 /// 0 = not decided yet, 1 = CGI, 2 = FastCGI.
 static MODE: AtomicI32 = AtomicI32::new(0);
 
+/// Runs `f` inside a signal handler and gives the interrupted code its
+/// `errno` back: the handler may make system calls that fail (waking a
+/// thread that is gone), and the program may be about to read the `errno`
+/// of a call the signal interrupted. Async-signal-safe.
 #[cfg(unix)]
-extern "C" fn on_sigpipe(_: c_int) {}
+fn keeping_errno(f: impl FnOnce()) {
+    let saved = sys::errno();
+    f();
+    sys::set_errno(saved);
+}
 
+/// SIGPIPE: nothing to do; the write that raised it fails with EPIPE.
+#[cfg(unix)]
+extern "C" fn on_sigpipe(_: c_int) {
+    keeping_errno(|| {});
+}
+
+/// SIGUSR1 and SIGTERM (unless the program has its own handler): a
+/// shutdown request, which wakes the threads waiting in accept.
 #[cfg(unix)]
 extern "C" fn on_shutdown_signal(sig: c_int) {
-    shutdown_signal(sig);
+    keeping_errno(|| shutdown_signal(sig));
 }
 
 /// Reads the environment and installs libfcgi's signal conventions (once).

@@ -1,0 +1,81 @@
+//! Test programs of `tests/c/` run as plain child processes (not servers
+//! started by `common::App`): on the library under test, each wait bounded
+//! so that a hang fails the test instead of hanging the run.
+
+#![allow(dead_code)]
+
+use crate::common::{Lib, compile, our_lib_dir};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A command running `tests/c/<name>.c`, built for the library under test
+/// (`FCGI_TEST_LIB=original`: Debian's libfcgi), stdin and stdout null,
+/// stderr piped.
+pub fn command(name: &str) -> Command {
+    let bin = compile(name, Lib::headers_under_test());
+    let mut cmd = Command::new(bin);
+    cmd.env_remove("LD_LIBRARY_PATH").env_remove("LD_PRELOAD");
+    if Lib::under_test() == Lib::Ours {
+        cmd.env("LD_LIBRARY_PATH", our_lib_dir());
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits up to `limit` for `child` to end; kills it and returns None if it
+/// does not.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What the child wrote on stderr (after it ended).
+pub fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    text
+}
+
+/// A fresh folder for sockets, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "fcgi-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
