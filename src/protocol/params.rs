@@ -16,6 +16,9 @@ pub enum PairError {
         "name-value pair runs past the end of the data ({needed} bytes declared, {available} present)"
     )]
     Truncated { needed: u64, available: usize },
+    /// More pairs than the caller allows.
+    #[error("more than {max} name-value pairs (LIBFCGI_MAX_PARAMS)")]
+    TooMany { max: usize },
 }
 
 /// Decodes one length field (1 byte if the high bit is clear, else 4 bytes
@@ -132,16 +135,22 @@ impl EnvEntry {
 /// where it is, and the NUL goes over the first byte of the next pair's
 /// lengths once they are decoded. Every length is checked against the bytes
 /// present before anything moves; on error the block is left half rewritten
-/// (the caller drops it) and `entries` holds the pairs done so far.
+/// (the caller drops it) and `entries` holds the pairs done so far. More
+/// than `max_pairs` pairs is an error too.
 pub fn pairs_to_env(
     block: &mut Vec<u8>,
     start: usize,
     entries: &mut Vec<EnvEntry>,
+    max_pairs: usize,
 ) -> Result<(), PairError> {
     let end = block.len();
     block.push(0);
     let mut pos = start;
+    let first = entries.len();
     while pos < end {
+        if entries.len() - first >= max_pairs {
+            return Err(PairError::TooMany { max: max_pairs });
+        }
         let (name_len, a) = decode_length(&block[pos..end])?;
         let (value_len, b) = decode_length(&block[pos + a..end])?;
         let body = pos + a + b;
@@ -240,7 +249,7 @@ mod tests {
         let mut b = prefix.to_vec();
         b.extend_from_slice(raw);
         let mut entries = Vec::new();
-        let got = pairs_to_env(&mut b, prefix.len(), &mut entries);
+        let got = pairs_to_env(&mut b, prefix.len(), &mut entries, usize::MAX);
         let want = env_the_slow_way(raw);
         assert_eq!(got.is_ok(), want.is_ok(), "{raw:?}");
         assert_eq!(&b[..prefix.len()], prefix, "the prefix is never touched");
@@ -278,7 +287,7 @@ mod tests {
         let mut b = b"P\0".to_vec();
         b.extend_from_slice(&block(&[(b"N", b"V")]));
         let mut entries = Vec::new();
-        pairs_to_env(&mut b, 2, &mut entries).unwrap();
+        pairs_to_env(&mut b, 2, &mut entries, usize::MAX).unwrap();
         assert_eq!(entries[0].start, 3);
         assert_eq!(&b[3..], b"N=V\0");
     }
@@ -383,5 +392,27 @@ mod tests {
         let mut out = Vec::new();
         get_values_reply(&[0xff; 100], &Capabilities::default(), &mut out);
         assert!(out.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::*;
+
+    #[test]
+    fn pair_count_is_bounded_before_entries_pile_up() {
+        // 1,000 empty pairs: 2 bytes each.
+        let raw = vec![0u8; 2000];
+        let mut b = raw.clone();
+        let mut entries = Vec::new();
+        assert!(matches!(
+            pairs_to_env(&mut b, 0, &mut entries, 999),
+            Err(PairError::TooMany { max: 999 })
+        ));
+        assert_eq!(entries.len(), 999, "stopped at the bound");
+        let mut b = raw;
+        let mut entries = Vec::new();
+        pairs_to_env(&mut b, 0, &mut entries, 1000).unwrap();
+        assert_eq!(entries.len(), 1000);
     }
 }

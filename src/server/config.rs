@@ -5,6 +5,7 @@
 use crate::protocol::Capabilities;
 use std::net::IpAddr;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Default bound on the total size of one request's `FCGI_PARAMS` stream.
 pub const DEFAULT_MAX_PARAMS_SIZE: usize = 1 << 20;
@@ -81,6 +82,134 @@ impl Config {
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// Default time a connection has to deliver a complete request head
+/// (BEGIN_REQUEST through the end of FCGI_PARAMS), from its accept or from
+/// the first byte of a kept-alive connection's next request.
+pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 30_000;
+/// Default time one read of a request's stdin may wait for the next bytes.
+pub const DEFAULT_STDIN_TIMEOUT_MS: u64 = 60_000;
+/// Default time one write of a response may stay blocked on a peer that
+/// does not read.
+pub const DEFAULT_WRITE_TIMEOUT_MS: u64 = 60_000;
+/// Default number of connections that wait without a thread (idle
+/// kept-alive connections and incomplete request heads).
+pub const DEFAULT_MAX_WAITING: u64 = 1024;
+/// Default number of FCGI_PARAMS pairs in one request.
+pub const DEFAULT_MAX_PARAMS: u64 = 1000;
+
+/// The limits that protect the process from slow or hostile peers. Read
+/// from the environment with the rest of the configuration, and changeable
+/// at run time (`fcgi_ext.h`). A timeout of 0 means none.
+#[derive(Debug)]
+pub struct Limits {
+    head_timeout_ms: AtomicU64,
+    stdin_timeout_ms: AtomicU64,
+    write_timeout_ms: AtomicU64,
+    max_waiting: AtomicU64,
+    max_params: AtomicU64,
+}
+
+/// Which limit, for [`Limits::set`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `LIBFCGI_HEAD_TIMEOUT` (ms).
+    HeadTimeout,
+    /// `LIBFCGI_STDIN_TIMEOUT` (ms).
+    StdinTimeout,
+    /// `LIBFCGI_WRITE_TIMEOUT` (ms).
+    WriteTimeout,
+    /// `LIBFCGI_MAX_WAITING_CONNS` (at least 1).
+    MaxWaiting,
+    /// `LIBFCGI_MAX_PARAMS` (at least 1).
+    MaxParams,
+}
+
+impl Limit {
+    /// The environment variable and the default.
+    pub fn variable(self) -> (&'static str, u64) {
+        match self {
+            Limit::HeadTimeout => ("LIBFCGI_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT_MS),
+            Limit::StdinTimeout => ("LIBFCGI_STDIN_TIMEOUT", DEFAULT_STDIN_TIMEOUT_MS),
+            Limit::WriteTimeout => ("LIBFCGI_WRITE_TIMEOUT", DEFAULT_WRITE_TIMEOUT_MS),
+            Limit::MaxWaiting => ("LIBFCGI_MAX_WAITING_CONNS", DEFAULT_MAX_WAITING),
+            Limit::MaxParams => ("LIBFCGI_MAX_PARAMS", DEFAULT_MAX_PARAMS),
+        }
+    }
+
+    /// Counts (not timeouts) must be at least 1.
+    fn least(self) -> u64 {
+        match self {
+            Limit::MaxWaiting | Limit::MaxParams => 1,
+            _ => 0,
+        }
+    }
+}
+
+impl Limits {
+    fn from_env() -> Limits {
+        let read = |l: Limit| {
+            let (name, default) = l.variable();
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&v| v >= l.least())
+                .unwrap_or(default)
+        };
+        Limits {
+            head_timeout_ms: AtomicU64::new(read(Limit::HeadTimeout)),
+            stdin_timeout_ms: AtomicU64::new(read(Limit::StdinTimeout)),
+            write_timeout_ms: AtomicU64::new(read(Limit::WriteTimeout)),
+            max_waiting: AtomicU64::new(read(Limit::MaxWaiting)),
+            max_params: AtomicU64::new(read(Limit::MaxParams)),
+        }
+    }
+
+    fn cell(&self, l: Limit) -> &AtomicU64 {
+        match l {
+            Limit::HeadTimeout => &self.head_timeout_ms,
+            Limit::StdinTimeout => &self.stdin_timeout_ms,
+            Limit::WriteTimeout => &self.write_timeout_ms,
+            Limit::MaxWaiting => &self.max_waiting,
+            Limit::MaxParams => &self.max_params,
+        }
+    }
+
+    pub fn get(&self, l: Limit) -> u64 {
+        self.cell(l).load(Ordering::Relaxed)
+    }
+
+    /// Sets a limit for the whole process. A count below 1 is refused.
+    pub fn set(&self, l: Limit, value: u64) -> Result<(), ()> {
+        if value < l.least() {
+            return Err(());
+        }
+        self.cell(l).store(value, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn head_timeout_ms(&self) -> u64 {
+        self.get(Limit::HeadTimeout)
+    }
+    pub fn stdin_timeout_ms(&self) -> u64 {
+        self.get(Limit::StdinTimeout)
+    }
+    pub fn write_timeout_ms(&self) -> u64 {
+        self.get(Limit::WriteTimeout)
+    }
+    pub fn max_waiting(&self) -> usize {
+        self.get(Limit::MaxWaiting) as usize
+    }
+    pub fn max_params(&self) -> usize {
+        self.get(Limit::MaxParams) as usize
+    }
+}
+
+/// The process's limits, read from the environment on first use.
+pub fn limits() -> &'static Limits {
+    static LIMITS: OnceLock<Limits> = OnceLock::new();
+    LIMITS.get_or_init(Limits::from_env)
+}
 
 /// Most diagnostic lines written in one second.
 pub const LOG_LINES_PER_SECOND: u32 = 10;

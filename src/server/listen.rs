@@ -2,13 +2,13 @@
 //! the web-server allowlist, and the process-wide shutdown flag.
 
 use super::config::{self, Config};
+use super::watch;
 use crate::sys::{self, Peer};
-use crate::sys::{AsFd, BorrowedFd, OwnedFd};
-use std::cell::Cell;
+use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where `FCGX_OpenSocket` listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,141 +80,28 @@ impl BindAddr {
 
 static SHUTDOWN_PENDING: AtomicBool = AtomicBool::new(false);
 
-/// Most threads that can be woken out of `accept()` at once; more threads
-/// still stop, but only at their next wake-up.
-const MAX_WAITERS: usize = 256;
-
-/// One thread's slot: [`FREE`], [`IDLE`] (claimed by a thread that is not
-/// in `accept()` now), or the kernel id of the thread blocked in accept.
-/// Each slot has its own cache line, so threads marking themselves as
-/// waiting do not slow each other down.
-#[repr(align(64))]
-struct Slot(AtomicI32);
-
-const FREE: i32 = 0;
-const IDLE: i32 = -1;
-static WAITERS: [Slot; MAX_WAITERS] = [const { Slot(AtomicI32::new(FREE)) }; MAX_WAITERS];
-
-/// The slot a thread claimed on its first accept and its kernel id, as of
-/// fork generation `generation`; released when the thread ends.
-struct Claim {
-    index: Option<usize>,
-    tid: Cell<i32>,
-    generation: Cell<u32>,
-}
-
-/// Bumped in the child after every `fork()`: a thread id cached before the
-/// fork is the parent's, so it is read again.
-static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
-
-unsafe extern "C" fn forked() {
-    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
-}
-
-impl Claim {
-    fn new() -> Claim {
-        static WATCH_FORKS: std::sync::Once = std::sync::Once::new();
-        WATCH_FORKS.call_once(|| sys::on_fork_child(forked));
-        let index = WAITERS.iter().position(|w| {
-            w.0.compare_exchange(FREE, IDLE, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        });
-        Claim {
-            index,
-            tid: Cell::new(sys::gettid()),
-            generation: Cell::new(FORK_GENERATION.load(Ordering::SeqCst)),
-        }
-    }
-
-    /// This thread's kernel id (cached; read again after a fork).
-    fn tid(&self) -> i32 {
-        let generation = FORK_GENERATION.load(Ordering::SeqCst);
-        if self.generation.get() != generation {
-            self.generation.set(generation);
-            self.tid.set(sys::gettid());
-        }
-        self.tid.get()
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if let Some(i) = self.index {
-            WAITERS[i].0.store(FREE, Ordering::SeqCst);
-        }
-    }
-}
-
-thread_local! {
-    static CLAIM: Claim = Claim::new();
-}
-
-/// A signal whose handler is the library's shutdown handler (0: none), used
-/// to interrupt the `accept()` of the other threads.
-static WAKE_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-/// Records that the library's shutdown handler is installed for `sig`.
+/// Records that the library's shutdown handler is installed for `sig`
+/// (used to wake threads where the library has no wake signal).
 pub fn set_wake_signal(sig: i32) {
-    let _ = WAKE_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    watch::set_shutdown_signal(sig);
 }
 
-fn wake_waiters(sig: i32) {
-    if sig == 0 {
-        return;
-    }
-    // A system call, not the thread-local cache: this runs in signal handlers.
-    let me = sys::gettid();
-    for w in &WAITERS {
-        let tid = w.0.load(Ordering::SeqCst);
-        if tid > 0 && tid != me {
-            sys::signal_thread(tid, sig);
-        }
-    }
-}
-
-/// Asks accept loops to stop (`FCGX_ShutdownPending`): threads blocked in
-/// `accept()` are interrupted (when the library's handler is installed for
-/// SIGUSR1 or SIGTERM) and every later accept returns EINTR.
-/// Async-signal-safe.
+/// Asks accept loops to stop (`FCGX_ShutdownPending`): every thread
+/// waiting for a request (in accept, on a kept-alive connection, or for
+/// parked connections) is interrupted, and every later accept returns
+/// EINTR. Requests being served are finished. Async-signal-safe.
 pub fn request_shutdown() {
     if !SHUTDOWN_PENDING.swap(true, Ordering::SeqCst) {
-        wake_waiters(WAKE_SIGNAL.load(Ordering::SeqCst));
+        watch::wake_all_waiting(0);
     }
 }
 
 /// The shutdown handler's body for signal `sig`: like
-/// [`request_shutdown`], waking the other waiting threads with `sig`.
-/// Async-signal-safe.
+/// [`request_shutdown`] (`sig` wakes the other threads if the library has
+/// no wake signal of its own). Async-signal-safe.
 pub fn shutdown_signal(sig: i32) {
     if !SHUTDOWN_PENDING.swap(true, Ordering::SeqCst) {
-        wake_waiters(sig);
-    }
-}
-
-/// Marks the calling thread as blocked in accept until dropped, so a
-/// shutdown can interrupt it. Two stores to the thread's own slot; no
-/// system call.
-pub(crate) struct Waiting(Option<usize>);
-
-impl Waiting {
-    pub(crate) fn register() -> Waiting {
-        let slot = CLAIM
-            .try_with(|c| {
-                let i = c.index?;
-                WAITERS[i].0.store(c.tid(), Ordering::SeqCst);
-                Some(i)
-            })
-            .ok()
-            .flatten();
-        Waiting(slot)
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        if let Some(i) = self.0 {
-            WAITERS[i].0.store(IDLE, Ordering::SeqCst);
-        }
+        watch::wake_all_waiting(sig);
     }
 }
 
@@ -243,7 +130,21 @@ pub fn accept_connection(
     fail_on_intr: bool,
     cfg: &Config,
 ) -> io::Result<Accepted> {
-    let _waiting = Waiting::register();
+    loop {
+        if let Some(a) = accept_one(listen, fail_on_intr, cfg)? {
+            return Ok(a);
+        }
+    }
+}
+
+/// Like [`accept_connection`], but `Ok(None)` when the watcher interrupted
+/// the wait because parked connections need this thread.
+pub fn accept_one(
+    listen: BorrowedFd<'_>,
+    fail_on_intr: bool,
+    cfg: &Config,
+) -> io::Result<Option<Accepted>> {
+    let waiting = watch::Waiting::enter(watch::State::Accept, listen.as_raw_fd(), 0);
     loop {
         if shutdown_pending() {
             return Err(io::Error::from_raw_os_error(sys::code::EINTR));
@@ -264,11 +165,15 @@ pub fn accept_connection(
                         continue;
                     }
                 }
-                return Ok(Accepted { fd, peer });
+                return Ok(Some(Accepted { fd, peer }));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                if fail_on_intr || shutdown_pending() {
+                let ours = waiting.nudged() != watch::Nudge::None;
+                if shutdown_pending() || (fail_on_intr && !ours) {
                     return Err(e);
+                }
+                if ours {
+                    return Ok(None);
                 }
             }
             Err(e) if is_transient(&e) => {}

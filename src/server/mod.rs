@@ -21,6 +21,8 @@ pub mod listen;
 pub mod output;
 pub mod reader;
 pub mod session;
+pub mod waiting;
+pub mod watch;
 
 pub use error::StreamError;
 pub use listen::{BindAddr, request_shutdown, shutdown_pending};

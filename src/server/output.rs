@@ -157,7 +157,7 @@ impl OutputStream {
             iov.push(IoSlice::new(h));
             iov.push(IoSlice::new(c));
         }
-        let r = sys::write_all_vectored(fd, &iov);
+        let r = super::watch::send_vectored(fd, &iov);
         drop(iov);
         match r {
             Ok(()) => {
@@ -195,7 +195,7 @@ impl OutputStream {
         if self.pending() == 0 {
             return Ok(());
         }
-        match sys::write_all(fd, self.framed(id)) {
+        match super::watch::send(fd, self.framed(id)) {
             Ok(()) => {
                 self.empty();
                 Ok(())

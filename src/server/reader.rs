@@ -76,6 +76,17 @@ impl InputBuffer {
         self.end - self.start
     }
 
+    /// Whether a whole record is buffered (the next `next_record` makes
+    /// no system call).
+    pub fn has_record(&self) -> bool {
+        if self.buffered() < HEADER_LEN {
+            return false;
+        }
+        let mut raw = [0u8; HEADER_LEN];
+        raw.copy_from_slice(&self.buf[self.start..self.start + HEADER_LEN]);
+        self.buffered() >= HEADER_LEN + Header::decode(&raw).body_len()
+    }
+
     /// Makes at least `need` bytes available from `start`. `Ok(false)` if
     /// the peer closed the connection first.
     fn fill(&mut self, fd: BorrowedFd<'_>, need: usize, wait: Wait) -> Result<bool, ReadError> {

@@ -9,12 +9,14 @@
 //! ids never touch this request, management records are answered on the
 //! way, and any fault ends the connection (never the process).
 
-use super::config::{self, Config, config};
+use super::config::{self, Config, config, limits};
 use super::error::StreamError;
 use super::linger;
 use super::listen;
 use super::output::OutputStream;
 use super::reader::{InputBuffer, ReadError, Wait};
+use super::waiting::{self, Parked, Room, Taken};
+use super::watch::{self, Nudge, State, Waiting};
 use crate::protocol::record::{push_record, unknown_type_record};
 use crate::protocol::{
     self, BeginRequest, EndRequest, EnvEntry, Header, PairError, kind, role, status,
@@ -23,6 +25,7 @@ use crate::sys::{self, Peer};
 use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::io::{self, IoSlice};
 use std::ops::Range;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Bytes buffered for STDOUT before they are sent: a response up to 256
@@ -58,6 +61,8 @@ enum HeadError {
     /// on a kept-alive connection (the connection stays open).
     #[error("interrupted")]
     Interrupted,
+    #[error("request head not complete in time (LIBFCGI_HEAD_TIMEOUT)")]
+    HeadTimeout,
 }
 
 /// The input side of the current request.
@@ -98,6 +103,72 @@ struct Connection {
     detached: bool,
     /// The peer closed its side.
     peer_eof: bool,
+    /// No request has been served on it yet.
+    fresh: bool,
+    /// [`watch::now_ms`] by which the request head being read must be
+    /// complete (0: none started).
+    deadline: u64,
+}
+
+/// What a connection parked in the middle of a request head brings back
+/// to the thread that takes it: its unread input and the head so far.
+pub struct Carry {
+    input: InputBuffer,
+    /// Where the parameters start in `env` once BEGIN_REQUEST was read.
+    params_start: Option<usize>,
+    id: u16,
+    role: u16,
+    keep_conn: bool,
+    env: Vec<u8>,
+}
+
+/// Input buffers of connections that were parked with input, kept for the
+/// next park (a few; the rest are freed).
+static SPARE_BUFFERS: std::sync::Mutex<Vec<InputBuffer>> = std::sync::Mutex::new(Vec::new());
+const MAX_SPARE_BUFFERS: usize = 16;
+
+fn spare_buffer() -> InputBuffer {
+    let spare = SPARE_BUFFERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop();
+    spare.unwrap_or_default()
+}
+
+fn give_back_buffer(mut b: InputBuffer) {
+    b.clear();
+    let mut spare = SPARE_BUFFERS.lock().unwrap_or_else(|p| p.into_inner());
+    if spare.len() < MAX_SPARE_BUFFERS {
+        spare.push(b);
+    }
+}
+
+/// How a request head ended.
+enum Head {
+    /// Complete: a request is being served.
+    Ready,
+    /// The connection ended without a request (closed, or not to be kept).
+    Ended,
+    /// Not complete and not to be waited for by this thread: park it.
+    Park,
+}
+
+/// Why [`Session::head_record`] returned no record.
+enum HeadWait {
+    Park,
+    Failed(HeadError),
+}
+
+impl From<HeadError> for HeadWait {
+    fn from(e: HeadError) -> Self {
+        HeadWait::Failed(e)
+    }
+}
+
+impl From<ReadError> for HeadWait {
+    fn from(e: ReadError) -> Self {
+        HeadWait::Failed(HeadError::Read(e))
+    }
 }
 
 /// One worker's connection and request (the engine behind `FCGX_Request`).
@@ -121,6 +192,10 @@ pub struct Session {
     scratch: Vec<u8>,
     /// The listening socket whose TCP_NODELAY was checked.
     nodelay_checked: Option<RawFd>,
+    /// Where `FCGI_PARAMS` start in `env` while a head is being read.
+    params_start: Option<usize>,
+    /// The room where this session's connections wait without a thread.
+    room: Option<Arc<Room>>,
 }
 
 impl Default for Session {
@@ -159,6 +234,8 @@ impl Session {
             env_entries: Vec::new(),
             scratch: Vec::new(),
             nodelay_checked: None,
+            params_start: None,
+            room: None,
         }
     }
 
@@ -223,38 +300,39 @@ impl Session {
     // ---- accepting -------------------------------------------------------
 
     /// Finishes the current request, then waits for the next one: on the
-    /// kept-alive connection if there is one, else on a new connection from
-    /// `listen`. Connections that fail before a request is complete are
-    /// logged and dropped; the wait goes on. Errors come only from accept.
+    /// kept-alive connection if there is one, on a parked connection whose
+    /// input has arrived, or on a new connection from `listen`. Connections
+    /// that fail before a request is complete are logged and dropped; the
+    /// wait goes on. Errors come only from accept (EINTR at a shutdown).
+    ///
+    /// While every connection has a thread, this blocks on the kept-alive
+    /// connection or in `accept()`, as libfcgi did. When connections wait
+    /// without a thread (see [`super::waiting`]), no thread blocks on one
+    /// connection: one whose next request has not arrived is parked, and
+    /// the thread takes whatever work is ready.
     pub fn accept(&mut self, listen: BorrowedFd<'_>, fail_on_intr: bool) -> io::Result<()> {
         self.finish();
+        watch::start();
         let cfg = config();
+        let lfd = listen.as_raw_fd();
+        if self.room.as_ref().is_some_and(|r| !r.is_for(lfd)) {
+            self.room = None;
+        }
+        // The connection of the request just finished, kept alive: its
+        // next request has almost never arrived yet.
+        let mut kept = self.conn.is_some();
         loop {
             if self.conn.is_none() {
-                let a = listen::accept_connection(listen, fail_on_intr, cfg)?;
-                if let Peer::Ip(_) = a.peer {
-                    if self.nodelay_checked != Some(listen.as_raw_fd()) {
-                        // Once per request object and listening socket:
-                        // connections inherit TCP_NODELAY from the
-                        // listener, so set it there (and on this first
-                        // connection) unless it is set already.
-                        if !sys::nodelay(listen).unwrap_or(false) {
-                            let _ = sys::set_nodelay(listen);
-                            let _ = sys::set_nodelay(a.fd.as_fd());
-                        }
-                        self.nodelay_checked = Some(listen.as_raw_fd());
-                    }
-                }
-                self.input_buf.clear();
-                self.conn = Some(Connection {
-                    fd: a.fd,
-                    detached: false,
-                    peer_eof: false,
-                });
+                self.obtain_connection(listen, fail_on_intr, cfg)?;
+                kept = false;
             }
-            match self.read_request_head(cfg, fail_on_intr) {
-                Ok(true) => return Ok(()),
-                Ok(false) => self.close_connection(),
+            let pooled = self.room.as_ref().is_some_and(|r| r.busy());
+            let head = self.read_request_head(cfg, lfd, fail_on_intr, pooled, kept);
+            kept = false;
+            match head {
+                Ok(Head::Ready) => return Ok(()),
+                Ok(Head::Ended) => self.close_connection(),
+                Ok(Head::Park) => self.park(lfd),
                 Err(HeadError::Interrupted) => {
                     return Err(io::Error::from_raw_os_error(sys::code::EINTR));
                 }
@@ -264,6 +342,147 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Gets a connection: a parked one with input, or a new one.
+    fn obtain_connection(
+        &mut self,
+        listen: BorrowedFd<'_>,
+        fail_on_intr: bool,
+        cfg: &Config,
+    ) -> io::Result<()> {
+        let lfd = listen.as_raw_fd();
+        loop {
+            if let Some(room) = self.room.clone().filter(|r| r.busy()) {
+                match room.take(fail_on_intr)? {
+                    Taken::Parked(p) => {
+                        self.resume(p);
+                        return Ok(());
+                    }
+                    Taken::New(a) => {
+                        self.adopt(listen, a);
+                        return Ok(());
+                    }
+                    Taken::Interrupted => {
+                        return Err(io::Error::from_raw_os_error(sys::code::EINTR));
+                    }
+                    Taken::Accept => {}
+                }
+            }
+            match listen::accept_one(listen, fail_on_intr, cfg)? {
+                Some(a) => {
+                    self.adopt(listen, a);
+                    return Ok(());
+                }
+                // Parked connections need this thread: see the room.
+                None => self.room = self.room.take().or_else(|| waiting::room(lfd)),
+            }
+        }
+    }
+
+    /// Takes a newly accepted connection.
+    fn adopt(&mut self, listen: BorrowedFd<'_>, a: listen::Accepted) {
+        if let Peer::Ip(_) = a.peer {
+            if self.nodelay_checked != Some(listen.as_raw_fd()) {
+                // Once per request object and listening socket:
+                // connections inherit TCP_NODELAY from the
+                // listener, so set it there (and on this first
+                // connection) unless it is set already.
+                if !sys::nodelay(listen).unwrap_or(false) {
+                    let _ = sys::set_nodelay(listen);
+                    let _ = sys::set_nodelay(a.fd.as_fd());
+                }
+                self.nodelay_checked = Some(listen.as_raw_fd());
+            }
+        }
+        self.input_buf.clear();
+        self.params_start = None;
+        let timeout = limits().head_timeout_ms();
+        self.conn = Some(Connection {
+            fd: a.fd,
+            detached: false,
+            peer_eof: false,
+            fresh: true,
+            deadline: if timeout > 0 {
+                watch::now_ms() + timeout
+            } else {
+                0
+            },
+        });
+    }
+
+    /// Takes a parked connection back, with what it had sent of a head.
+    fn resume(&mut self, p: Parked) {
+        match p.carry {
+            Some(carry) => {
+                let Carry {
+                    input,
+                    params_start,
+                    id,
+                    role,
+                    keep_conn,
+                    env,
+                } = *carry;
+                give_back_buffer(std::mem::replace(&mut self.input_buf, input));
+                self.params_start = params_start;
+                self.id = id;
+                self.role = role;
+                self.keep_conn = keep_conn;
+                self.env_entries.clear(); // they point into `env`
+                self.env = env;
+            }
+            None => {
+                self.input_buf.clear();
+                self.params_start = None;
+            }
+        }
+        self.conn = Some(Connection {
+            fd: p.fd,
+            detached: false,
+            peer_eof: false,
+            fresh: p.fresh,
+            deadline: p.deadline,
+        });
+    }
+
+    /// Parks the connection (it waits without a thread), with what it has
+    /// sent of a request head. Without a room (no epoll), it is closed.
+    fn park(&mut self, lfd: RawFd) {
+        if self.room.is_none() {
+            self.room = waiting::room(lfd);
+        }
+        let Some(room) = self.room.clone() else {
+            config::log(format_args!(
+                "connection dropped: it cannot wait without a thread here"
+            ));
+            self.close_connection();
+            return;
+        };
+        let Some(conn) = self.conn.take() else { return };
+        let mid_head = self.input_buf.buffered() > 0 || self.params_start.is_some();
+        let carry = mid_head.then(|| {
+            let carry = Box::new(Carry {
+                input: std::mem::replace(&mut self.input_buf, spare_buffer()),
+                params_start: self.params_start.take(),
+                id: self.id,
+                role: self.role,
+                keep_conn: self.keep_conn,
+                env: std::mem::take(&mut self.env),
+            });
+            self.env_entries.clear(); // they pointed into `env`
+            carry
+        });
+        let deadline = if mid_head || conn.fresh {
+            conn.deadline
+        } else {
+            0
+        };
+        room.park(Parked {
+            fd: conn.fd,
+            fresh: conn.fresh,
+            deadline,
+            carry,
+        });
     }
 
     fn conn_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -283,7 +502,7 @@ impl Session {
 
     fn send(&self, bytes: &[u8]) -> io::Result<()> {
         match self.conn_fd() {
-            Some(fd) => sys::write_all(fd, bytes),
+            Some(fd) => watch::send(fd, bytes),
             None => Err(io::Error::from_raw_os_error(sys::code::EBADF)),
         }
     }
@@ -319,129 +538,197 @@ impl Session {
         Ok(())
     }
 
-    /// The next record while no request is under way. Between requests
-    /// (nothing buffered) the wait can be ended by a shutdown request, or by
-    /// a signal when `fail_on_intr`, like a wait in accept: `Interrupted`,
-    /// and the connection is kept for the next call.
-    fn next_request_record(
+    /// The connection's head deadline, started now if it has none yet.
+    fn head_deadline(&mut self) -> u64 {
+        let timeout = limits().head_timeout_ms();
+        match self.conn.as_mut() {
+            Some(c) if c.deadline == 0 && timeout > 0 => {
+                c.deadline = watch::now_ms() + timeout;
+                c.deadline
+            }
+            Some(c) => c.deadline,
+            None => 0,
+        }
+    }
+
+    /// The next record of a request head. `pooled`: never block (a record
+    /// that has not arrived parks the connection). Otherwise block, as a
+    /// wait the watcher can end: between two requests (`Idle`: ended by a
+    /// shutdown too, or by a signal with `fail_on_intr`), or inside a head
+    /// (`Head`, with its deadline).
+    fn head_record(
         &mut self,
+        lfd: RawFd,
         fail_on_intr: bool,
-    ) -> Result<(Header, Range<usize>), HeadError> {
+        pooled: bool,
+        kept: bool,
+    ) -> Result<(Header, Range<usize>), HeadWait> {
         loop {
-            if self.input_buf.buffered() > 0 {
+            if self.input_buf.has_record() {
                 return Ok(self.next_record(Wait::Block)?);
             }
-            if listen::shutdown_pending() {
-                return Err(HeadError::Interrupted);
+            let fresh = self.conn.as_ref().is_some_and(|c| c.fresh);
+            let idle = !fresh && self.params_start.is_none() && self.input_buf.buffered() == 0;
+            if idle && watch::take_rescue() {
+                // Work waits that no thread takes: leave this connection.
+                return Err(HeadWait::Park);
             }
-            let waiting = listen::Waiting::register();
+            if pooled {
+                if idle && kept {
+                    // Just served: its next request has almost never
+                    // arrived yet, park it without a read.
+                    return Err(HeadWait::Park);
+                }
+                return match self.next_record(Wait::NoWait) {
+                    Err(ReadError::WouldBlock) => Err(HeadWait::Park),
+                    other => Ok(other?),
+                };
+            }
+            if idle && listen::shutdown_pending() {
+                return Err(HeadError::Interrupted.into());
+            }
+            let (state, deadline) = if idle {
+                (State::Idle, 0)
+            } else {
+                (State::Head, self.head_deadline())
+            };
+            let waiting = Waiting::enter(state, lfd, deadline);
             let r = self.next_record(Wait::Interruptible);
+            let nudged = waiting.nudged();
             drop(waiting);
             match r {
-                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
-                    if fail_on_intr || listen::shutdown_pending() {
-                        return Err(HeadError::Interrupted);
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => match nudged {
+                    Nudge::Rescue => return Err(HeadWait::Park),
+                    Nudge::Timeout => return Err(HeadError::HeadTimeout.into()),
+                    Nudge::None => {
+                        if idle && (fail_on_intr || listen::shutdown_pending()) {
+                            return Err(HeadError::Interrupted.into());
+                        }
                     }
-                }
+                },
                 other => return Ok(other?),
             }
         }
     }
 
-    /// Reads BEGIN_REQUEST and the parameters. `Ok(false)`: the connection
-    /// ended without a request (closed by the peer, or not to be kept).
-    fn read_request_head(&mut self, cfg: &Config, fail_on_intr: bool) -> Result<bool, HeadError> {
-        'request: loop {
-            let (id, begin) = loop {
-                let (h, r) = match self.next_request_record(fail_on_intr) {
-                    Err(HeadError::Read(ReadError::Closed)) => return Ok(false),
-                    other => other?,
-                };
-                if h.is_management() {
-                    self.answer_management(h, r).map_err(HeadError::Write)?;
-                    continue;
+    /// Reads BEGIN_REQUEST and the parameters, from where the connection
+    /// left off (a parked connection brings its partial head back).
+    fn read_request_head(
+        &mut self,
+        cfg: &Config,
+        lfd: RawFd,
+        fail_on_intr: bool,
+        pooled: bool,
+        kept: bool,
+    ) -> Result<Head, HeadError> {
+        loop {
+            let (h, r) = match self.head_record(lfd, fail_on_intr, pooled, kept) {
+                Ok(rec) => rec,
+                Err(HeadWait::Park) => return Ok(Head::Park),
+                Err(HeadWait::Failed(HeadError::Read(ReadError::Closed)))
+                    if self.params_start.is_none() =>
+                {
+                    return Ok(Head::Ended);
                 }
+                Err(HeadWait::Failed(e)) => return Err(e),
+            };
+            if h.is_management() {
+                self.answer_management(h, r).map_err(HeadError::Write)?;
+                continue;
+            }
+            let Some(params_start) = self.params_start else {
                 if h.kind != kind::BEGIN_REQUEST {
                     continue; // left over from a finished request: its id is inactive
                 }
-                let Some(begin) = BeginRequest::decode(self.input_buf.get(r)) else {
-                    return Err(HeadError::Protocol(
-                        "FCGI_BEGIN_REQUEST body is not 8 bytes",
-                    ));
-                };
-                if role::name(begin.role).is_none() {
+                if !self.begin_request(h, r)? {
+                    return Ok(Head::Ended);
+                }
+                continue;
+            };
+            if h.request_id != self.id {
+                self.answer_other_id(h).map_err(HeadError::Write)?;
+                continue;
+            }
+            match h.kind {
+                kind::PARAMS if r.is_empty() => {
+                    self.params_start = None;
+                    protocol::pairs_to_env(
+                        &mut self.env,
+                        params_start,
+                        &mut self.env_entries,
+                        limits().max_params(),
+                    )?;
+                    if let Some(c) = self.conn.as_mut() {
+                        c.fresh = false;
+                        c.deadline = 0;
+                    }
+                    self.input.reset();
+                    self.stdout.reset();
+                    self.stderr.reset();
+                    self.app_status = 0;
+                    self.end_sent = false;
+                    self.active = true;
+                    return Ok(Head::Ready);
+                }
+                kind::PARAMS => {
+                    if self.env.len() - params_start + r.len() > cfg.max_params_size {
+                        return Err(HeadError::ParamsTooLarge(cfg.max_params_size));
+                    }
+                    self.env.extend_from_slice(self.input_buf.get(r));
+                }
+                kind::ABORT_REQUEST => {
                     let end = EndRequest {
                         app_status: 0,
-                        protocol_status: status::UNKNOWN_ROLE,
+                        protocol_status: status::REQUEST_COMPLETE,
                     };
-                    self.send(&end.record(h.request_id))
-                        .map_err(HeadError::Write)?;
-                    config::log(format_args!(
-                        "request with unknown role {} refused",
-                        begin.role
+                    self.send(&end.record(self.id)).map_err(HeadError::Write)?;
+                    self.params_start = None;
+                    if !self.keep_conn {
+                        return Ok(Head::Ended);
+                    }
+                }
+                _ => {
+                    return Err(HeadError::Protocol(
+                        "record of the request before the end of FCGI_PARAMS",
                     ));
-                    if begin.keep_conn() {
-                        continue;
-                    }
-                    return Ok(false);
-                }
-                break (h.request_id, begin);
-            };
-            self.id = id;
-            self.role = begin.role;
-            self.keep_conn = begin.keep_conn();
-            self.env.clear();
-            self.env_entries.clear(); // they point into `env`
-            self.env.extend_from_slice(b"FCGI_ROLE=");
-            self.env
-                .extend_from_slice(role::name(self.role).unwrap_or("").as_bytes());
-            self.env.push(0);
-            let params_start = self.env.len();
-            loop {
-                let (h, r) = self.next_record(Wait::Block)?;
-                if h.is_management() {
-                    self.answer_management(h, r).map_err(HeadError::Write)?;
-                    continue;
-                }
-                if h.request_id != self.id {
-                    self.answer_other_id(h).map_err(HeadError::Write)?;
-                    continue;
-                }
-                match h.kind {
-                    kind::PARAMS if r.is_empty() => break,
-                    kind::PARAMS => {
-                        if self.env.len() - params_start + r.len() > cfg.max_params_size {
-                            return Err(HeadError::ParamsTooLarge(cfg.max_params_size));
-                        }
-                        self.env.extend_from_slice(self.input_buf.get(r));
-                    }
-                    kind::ABORT_REQUEST => {
-                        let end = EndRequest {
-                            app_status: 0,
-                            protocol_status: status::REQUEST_COMPLETE,
-                        };
-                        self.send(&end.record(self.id)).map_err(HeadError::Write)?;
-                        if self.keep_conn {
-                            continue 'request;
-                        }
-                        return Ok(false);
-                    }
-                    _ => {
-                        return Err(HeadError::Protocol(
-                            "record of the request before the end of FCGI_PARAMS",
-                        ));
-                    }
                 }
             }
-            protocol::pairs_to_env(&mut self.env, params_start, &mut self.env_entries)?;
-            self.input.reset();
-            self.stdout.reset();
-            self.stderr.reset();
-            self.app_status = 0;
-            self.end_sent = false;
-            self.active = true;
-            return Ok(true);
         }
+    }
+
+    /// Starts a request at its BEGIN_REQUEST record. `Ok(false)`: refused
+    /// (unknown role) and the connection is not to be kept.
+    fn begin_request(&mut self, h: Header, r: Range<usize>) -> Result<bool, HeadError> {
+        let Some(begin) = BeginRequest::decode(self.input_buf.get(r)) else {
+            return Err(HeadError::Protocol(
+                "FCGI_BEGIN_REQUEST body is not 8 bytes",
+            ));
+        };
+        if role::name(begin.role).is_none() {
+            let end = EndRequest {
+                app_status: 0,
+                protocol_status: status::UNKNOWN_ROLE,
+            };
+            self.send(&end.record(h.request_id))
+                .map_err(HeadError::Write)?;
+            config::log(format_args!(
+                "request with unknown role {} refused",
+                begin.role
+            ));
+            return Ok(begin.keep_conn());
+        }
+        self.id = h.request_id;
+        self.role = begin.role;
+        self.keep_conn = begin.keep_conn();
+        self.env.clear();
+        self.env_entries.clear(); // they point into `env`
+        self.env.extend_from_slice(b"FCGI_ROLE=");
+        self.env
+            .extend_from_slice(role::name(self.role).unwrap_or("").as_bytes());
+        self.env.push(0);
+        self.params_start = Some(self.env.len());
+        self.head_deadline();
+        Ok(true)
     }
 
     // ---- input -----------------------------------------------------------
@@ -464,9 +751,7 @@ impl Session {
     /// Gets the next record of the stream being read. `Ok(false)` at its end.
     fn next_input_record(&mut self) -> Result<bool, StreamError> {
         loop {
-            let (h, r) = self
-                .next_record(Wait::Block)
-                .map_err(|e| read_error_to_stream(&e))?;
+            let (h, r) = self.next_stream_record()?;
             if h.is_management() {
                 self.answer_management(h, r)
                     .map_err(|e| StreamError::from_io(&e))?;
@@ -491,6 +776,34 @@ impl Session {
                 kind::DATA if !self.input.stdin_done => return Err(StreamError::Protocol),
                 // STDIN left unread before a switch to DATA is skipped.
                 _ => {}
+            }
+        }
+    }
+
+    /// The next record while a request is served: a wait for its stdin
+    /// that fails with ETIMEDOUT after `LIBFCGI_STDIN_TIMEOUT` without a byte.
+    fn next_stream_record(&mut self) -> Result<(Header, Range<usize>), StreamError> {
+        loop {
+            if self.input_buf.has_record() {
+                return self
+                    .next_record(Wait::Block)
+                    .map_err(|e| read_error_to_stream(&e));
+            }
+            let waiting = Waiting::enter(State::Stdin, -1, 0);
+            let r = self.next_record(Wait::Interruptible);
+            let nudged = waiting.nudged();
+            drop(waiting);
+            match r {
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                    if nudged == Nudge::Timeout {
+                        config::log(format_args!(
+                            "request stdin stalled for more than {} ms (LIBFCGI_STDIN_TIMEOUT)",
+                            limits().stdin_timeout_ms()
+                        ));
+                        return Err(StreamError::Os(sys::code::ETIMEDOUT));
+                    }
+                }
+                other => return other.map_err(|e| read_error_to_stream(&e)),
             }
         }
     }
@@ -701,7 +1014,7 @@ impl Session {
         } else {
             (&[], tail)
         };
-        let result = sys::write_all_vectored(
+        let result = watch::send_vectored(
             conn.fd.as_fd(),
             &[IoSlice::new(e), IoSlice::new(o), IoSlice::new(tail)],
         );

@@ -19,6 +19,7 @@ pub mod code {
     pub const EIO: i32 = libc::EIO;
     pub const EINVAL: i32 = libc::EINVAL;
     pub const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
+    pub const ETIMEDOUT: i32 = libc::ETIMEDOUT;
     /// Errors after which `accept()` is simply tried again.
     pub const TRANSIENT_ACCEPT: &[i32] = &[
         libc::ECONNABORTED,
@@ -114,10 +115,24 @@ pub fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option
 /// allows). Uses `sendmsg(MSG_NOSIGNAL)` so a peer that went away gives
 /// EPIPE and never SIGPIPE; falls back to `writev` on a non-socket.
 pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<()> {
-    super::with_non_empty(bufs, |bufs| write_slices(fd, bufs))
+    write_all_vectored_checked(fd, bufs, || Ok(()))
 }
 
-fn write_slices(fd: BorrowedFd<'_>, bufs: &mut [&[u8]]) -> io::Result<()> {
+/// [`write_all_vectored`], asking `on_eintr` after each EINTR whether to go
+/// on (`Ok`) or to give up with its error (a write that blocked too long).
+pub fn write_all_vectored_checked(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    on_eintr: impl Fn() -> io::Result<()>,
+) -> io::Result<()> {
+    super::with_non_empty(bufs, |bufs| write_slices(fd, bufs, &on_eintr))
+}
+
+fn write_slices(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [&[u8]],
+    on_eintr: &dyn Fn() -> io::Result<()>,
+) -> io::Result<()> {
     let mut first = 0;
     let mut use_send = true;
     while first < bufs.len() {
@@ -127,7 +142,10 @@ fn write_slices(fd: BorrowedFd<'_>, bufs: &mut [&[u8]]) -> io::Result<()> {
         };
         let n = match cvt_size(r) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                on_eintr()?;
+                continue;
+            }
             Err(e) if use_send && e.raw_os_error() == Some(libc::ENOTSOCK) => {
                 use_send = false;
                 continue;
@@ -616,4 +634,134 @@ fn finish_interrupted_connect(fd: BorrowedFd<'_>) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(err));
     }
     Ok(())
+}
+
+// ---- waiting without a thread (server::waiting, server::watch) -------------
+
+/// An epoll set (Linux): connections that wait without a thread, and the
+/// listening socket. Each entry carries a 64-bit token of the caller's.
+#[cfg(target_os = "linux")]
+pub struct Epoll(OwnedFd);
+
+#[cfg(target_os = "linux")]
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall; the result is checked before use.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: fd was just returned by epoll_create1 and is owned by no one else.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            u64: token,
+        };
+        // SAFETY: ev is a valid epoll_event for the duration of the call.
+        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+    }
+
+    /// Watches `fd` for input, for one event (then it is disarmed until
+    /// [`rearm`](Self::rearm)).
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token)
+    }
+
+    /// Arms `fd` again (after its one event), with a new token.
+    pub fn rearm(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), token)
+    }
+
+    /// Waits for events; returns their tokens in `tokens` (its length is
+    /// the most taken at once). `timeout_ms` -1 waits for ever. EINTR is
+    /// returned to the caller.
+    pub fn wait(&self, tokens: &mut [u64], timeout_ms: i32) -> io::Result<usize> {
+        const MAX: usize = 64;
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+        let want = tokens.len().clamp(1, MAX);
+        // SAFETY: evs has room for `want` events.
+        let n = cvt(unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                evs.as_mut_ptr(),
+                want as libc::c_int,
+                timeout_ms,
+            )
+        })? as usize;
+        for (t, e) in tokens.iter_mut().zip(&evs[..n]) {
+            *t = e.u64;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl AsFd for Epoll {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Whether `fd` has input (or a pending connection, or an event for an
+/// epoll set) right now, without waiting.
+pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: p is one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, 0) };
+    r > 0 && p.revents & libc::POLLIN != 0
+}
+
+extern "C" fn on_wake_signal(_: libc::c_int) {
+    // Nothing to do: delivery alone makes the blocked call return EINTR,
+    // and this handler does not touch errno.
+}
+
+/// Installs an empty handler, without SA_RESTART, on a real-time signal
+/// nobody else handles, and returns it: sent to one thread, it makes that
+/// thread's blocking system call return EINTR. The signals nearest to
+/// SIGRTMIN and SIGRTMAX are left alone (C libraries and tools such as
+/// valgrind reserve them). `None` if every candidate is taken.
+#[cfg(target_os = "linux")]
+pub fn install_wake_signal() -> Option<i32> {
+    let (low, high) = (libc::SIGRTMIN() + 4, libc::SIGRTMAX() - 4);
+    (low..=high).rev().find(|&sig| {
+        // SAFETY: the first sigaction only reads the current disposition;
+        // the second installs an async-signal-safe extern "C" handler.
+        unsafe {
+            let mut old: libc::sigaction = zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
+                return false;
+            }
+            let mut sa: libc::sigaction = zeroed();
+            sa.sa_sigaction = on_wake_signal as *const () as usize;
+            sa.sa_flags = 0;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut()) == 0
+        }
+    })
+}
+
+/// Other Unix systems: no wake signal (waits are not interrupted).
+#[cfg(not(target_os = "linux"))]
+pub fn install_wake_signal() -> Option<i32> {
+    None
+}
+
+/// Unblocks `sig` in the calling thread (a program may block every
+/// signal in its worker threads; the wake signal must still reach them).
+pub fn unblock_signal(sig: i32) {
+    // SAFETY: set is a sigset_t owned here; the calls only write it and the
+    // calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
 }

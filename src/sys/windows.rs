@@ -84,6 +84,7 @@ pub mod code {
     pub const EIO: i32 = libc::EIO;
     pub const EINVAL: i32 = ws::WSAEINVAL;
     pub const EADDRNOTAVAIL: i32 = ws::WSAEADDRNOTAVAIL;
+    pub const ETIMEDOUT: i32 = ws::WSAETIMEDOUT;
     /// Errors after which `accept()` is simply tried again.
     pub const TRANSIENT_ACCEPT: &[i32] = &[
         ws::WSAECONNABORTED,
@@ -316,6 +317,28 @@ fn write_slices(fd: BorrowedFd<'_>, bufs: &mut [&[u8]]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// [`write_all_vectored`]; Windows has no EINTR, so `on_eintr` is never asked.
+pub fn write_all_vectored_checked(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    _on_eintr: impl Fn() -> io::Result<()>,
+) -> io::Result<()> {
+    write_all_vectored(fd, bufs)
+}
+
+/// Whether `fd` has input (or a pending connection) right now.
+pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
+    poll_readable(&[fd.as_raw_fd()], 0).is_ok_and(|r| r[0])
+}
+
+/// Windows has no signals to interrupt a wait.
+pub fn install_wake_signal() -> Option<i32> {
+    None
+}
+
+/// Windows has no signal masks.
+pub fn unblock_signal(_sig: i32) {}
 
 /// Writes all of `buf`.
 pub fn write_all(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {

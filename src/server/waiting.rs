@@ -1,0 +1,455 @@
+//! Connections that wait without a thread ("parked"), one room per
+//! listening socket.
+//!
+//! A connection is parked when no thread should block on it: a kept-alive
+//! connection between two requests while other work waits, or one whose
+//! request head has not arrived whole. Its descriptor goes into the room's
+//! epoll set (one event, then disarmed), with what it had sent of a head.
+//! Threads without a connection take parked connections whose input has
+//! arrived, and new connections from the listening socket, which is in the
+//! same set.
+//!
+//! While a room holds no connection, nothing here runs: threads block in
+//! `accept()` and on their own connection as they always did (the fast
+//! path). The watcher ([`super::watch`]) rescues threads from those waits
+//! when work arrives that no thread would take.
+//!
+//! Limits: at most `LIBFCGI_MAX_WAITING_CONNS` connections wait in all
+//! rooms together; past it the oldest idle kept-alive connection is closed,
+//! and a connection that cannot wait is refused (closed). A parked request
+//! head past its deadline is closed. Each is logged. Descriptors are closed
+//! after the room's lock is released.
+
+use super::config::{self, limits};
+use super::listen::{self, Accepted};
+use super::session::Carry;
+use super::watch::{self, State, Waiting};
+use crate::sys::{self, OwnedFd, RawFd};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A connection waiting without a thread.
+pub struct Parked {
+    pub fd: OwnedFd,
+    /// No request has been served on it yet.
+    pub fresh: bool,
+    /// [`watch::now_ms`] by which its request head must be complete; 0 for
+    /// a kept-alive connection between two requests.
+    pub deadline: u64,
+    /// What it has sent of a request head that is not complete.
+    pub carry: Option<Box<Carry>>,
+}
+
+impl Parked {
+    fn is_idle(&self) -> bool {
+        self.deadline == 0 && self.carry.is_none()
+    }
+}
+
+/// What a thread without a connection gets from [`Room::take`].
+pub enum Taken {
+    /// A parked connection whose input has arrived.
+    Parked(Parked),
+    /// A new connection.
+    New(Accepted),
+    /// Nothing is parked: block in `accept()` as usual.
+    Accept,
+    /// A shutdown request, or a signal with `FCGI_FAIL_ACCEPT_ON_INTR`.
+    Interrupted,
+}
+
+/// What the watcher needs to know of a room.
+#[derive(Default, Clone, Copy)]
+pub struct Work {
+    pub parked: usize,
+    /// A parked connection has input (or is queued for a thread).
+    pub ready: bool,
+    /// Connections that fired are queued for a thread.
+    pub queued: bool,
+}
+
+/// The listening socket's token in the epoll set.
+#[cfg(target_os = "linux")]
+const LISTENER: u64 = u64::MAX;
+
+struct Entry {
+    parked: Parked,
+    generation: u32,
+}
+
+#[derive(Default)]
+struct Rooms {
+    /// Index = the low 32 bits of a token.
+    entries: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    next_generation: u32,
+    /// Fired connections not yet taken by a thread.
+    ready: VecDeque<u64>,
+    /// Idle kept-alive connections, oldest first (stale tokens skipped).
+    idle: VecDeque<u64>,
+}
+
+impl Rooms {
+    fn insert(&mut self, parked: Parked) -> u64 {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let entry = Some(Entry { parked, generation });
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = entry;
+                i
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        (u64::from(generation) << 32) | u64::from(index)
+    }
+
+    fn remove(&mut self, token: u64) -> Option<Parked> {
+        let index = (token & 0xffff_ffff) as usize;
+        let slot = self.entries.get_mut(index)?;
+        if slot.as_ref()?.generation != (token >> 32) as u32 {
+            return None;
+        }
+        let e = slot.take()?;
+        self.free.push(index as u32);
+        Some(e.parked)
+    }
+
+    fn contains(&self, token: u64) -> bool {
+        let index = (token & 0xffff_ffff) as usize;
+        matches!(self.entries.get(index), Some(Some(e)) if e.generation == (token >> 32) as u32)
+    }
+}
+
+/// The parked connections of one listening socket.
+pub struct Room {
+    listen: RawFd,
+    #[cfg(target_os = "linux")]
+    epoll: sys::Epoll,
+    fork_generation: u32,
+    inner: Mutex<Rooms>,
+    parked: AtomicUsize,
+    /// Threads in [`Room::take`]'s wait.
+    waiters: AtomicUsize,
+}
+
+/// Connections parked in all rooms.
+static WAITING_TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+static ROOMS: Mutex<Vec<Arc<Room>>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The room of listening socket `listen`, made on first use. `None` where
+/// connections cannot wait without a thread (no epoll: not Linux).
+pub fn room(listen: RawFd) -> Option<Arc<Room>> {
+    let generation = watch::fork_generation();
+    let mut rooms = lock(&ROOMS);
+    // Rooms copied from the parent by fork() are not this process's.
+    rooms.retain(|r| r.fork_generation == generation);
+    if let Some(r) = rooms.iter().find(|r| r.listen == listen) {
+        r.watch_listener();
+        return Some(r.clone());
+    }
+    let r = Arc::new(Room::new(listen, generation)?);
+    rooms.push(r.clone());
+    Some(r)
+}
+
+/// What the watcher needs to know of the room of `listen`.
+pub fn parked_work(listen: RawFd) -> Work {
+    let room = lock(&ROOMS).iter().find(|r| r.listen == listen).cloned();
+    room.map_or(Work::default(), |r| r.work())
+}
+
+/// Closes parked connections whose request head is past its deadline.
+pub fn sweep(now: u64) {
+    let rooms: Vec<Arc<Room>> = lock(&ROOMS).clone();
+    for r in rooms {
+        r.expire(now);
+    }
+}
+
+fn log_closed(why: &str, n: usize) {
+    if n > 0 {
+        config::log(format_args!("{n} waiting connection(s) closed: {why}"));
+    }
+}
+
+impl Room {
+    #[cfg(target_os = "linux")]
+    fn new(listen: RawFd, fork_generation: u32) -> Option<Room> {
+        let epoll = sys::Epoll::new().ok()?;
+        epoll.add(sys::borrow_fd(listen), LISTENER).ok()?;
+        Some(Room {
+            listen,
+            epoll,
+            fork_generation,
+            inner: Mutex::new(Rooms::default()),
+            parked: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn new(_listen: RawFd, _fork_generation: u32) -> Option<Room> {
+        None
+    }
+
+    /// Makes sure the listening socket is in the set (a socket closed and
+    /// opened again under the same number has left it).
+    fn watch_listener(&self) {
+        #[cfg(target_os = "linux")]
+        if self
+            .epoll
+            .rearm(sys::borrow_fd(self.listen), LISTENER)
+            .is_err()
+        {
+            let _ = self.epoll.add(sys::borrow_fd(self.listen), LISTENER);
+        }
+    }
+
+    /// Whether connections wait here: then no thread should block on a
+    /// single connection.
+    pub fn busy(&self) -> bool {
+        self.parked.load(Ordering::Relaxed) > 0
+    }
+
+    pub fn is_for(&self, listen: RawFd) -> bool {
+        self.listen == listen && self.fork_generation == watch::fork_generation()
+    }
+
+    fn work(&self) -> Work {
+        let parked = self.parked.load(Ordering::Relaxed);
+        if parked == 0 {
+            return Work::default();
+        }
+        let queued = !lock(&self.inner).ready.is_empty();
+        #[cfg(target_os = "linux")]
+        let fired = sys::readable_now(sys::AsFd::as_fd(&self.epoll));
+        #[cfg(not(target_os = "linux"))]
+        let fired = false;
+        Work {
+            parked,
+            ready: queued || fired,
+            queued,
+        }
+    }
+
+    fn count(&self, delta: isize) {
+        if delta > 0 {
+            self.parked.fetch_add(delta as usize, Ordering::Relaxed);
+            WAITING_TOTAL.fetch_add(delta as usize, Ordering::Relaxed);
+        } else {
+            self.parked.fetch_sub((-delta) as usize, Ordering::Relaxed);
+            WAITING_TOTAL.fetch_sub((-delta) as usize, Ordering::Relaxed);
+        }
+    }
+
+    /// Parks a connection. At the waiting limit the oldest idle kept-alive
+    /// connection (of this room) is closed first; if none is left, this
+    /// connection is closed (refused).
+    pub fn park(&self, parked: Parked) {
+        let mut evicted = 0;
+        let mut refused = None;
+        let mut lost = None;
+        let mut closing: Vec<Parked> = Vec::new();
+        {
+            let mut st = lock(&self.inner);
+            let max = limits().max_waiting();
+            while WAITING_TOTAL.load(Ordering::Relaxed) >= max {
+                let Some(t) = st.idle.pop_front() else { break };
+                if let Some(p) = st.remove(t) {
+                    self.count(-1);
+                    evicted += 1;
+                    closing.push(p);
+                }
+            }
+            if WAITING_TOTAL.load(Ordering::Relaxed) >= max {
+                refused = Some(parked);
+            } else {
+                let idle = parked.is_idle();
+                let token = st.insert(parked);
+                match self.arm(&st, token) {
+                    Ok(()) => {
+                        if idle {
+                            st.idle.push_back(token);
+                        }
+                        self.count(1);
+                    }
+                    Err(e) => lost = st.remove(token).map(|p| (p, e)),
+                }
+            }
+        }
+        drop(closing);
+        if evicted > 0 {
+            log_closed(
+                &format!(
+                    "the oldest idle kept-alive connections, at the limit of {} waiting connections (LIBFCGI_MAX_WAITING_CONNS)",
+                    limits().max_waiting()
+                ),
+                evicted,
+            );
+        }
+        if let Some(p) = refused {
+            drop(p);
+            config::log(format_args!(
+                "connection refused: {} connections already wait for a request (LIBFCGI_MAX_WAITING_CONNS)",
+                limits().max_waiting()
+            ));
+        }
+        if let Some((p, e)) = lost {
+            drop(p);
+            config::log(format_args!("connection dropped: cannot wait for it: {e}"));
+        }
+    }
+
+    /// Arms the connection of `token` (it may have been in the set before).
+    #[cfg(target_os = "linux")]
+    fn arm(&self, st: &Rooms, token: u64) -> io::Result<()> {
+        let index = (token & 0xffff_ffff) as usize;
+        let Some(Some(e)) = st.entries.get(index) else {
+            return Err(io::Error::from_raw_os_error(sys::code::EBADF));
+        };
+        let fd = sys::AsFd::as_fd(&e.parked.fd);
+        match self.epoll.rearm(fd, token) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.epoll.add(fd, token),
+            other => other,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn arm(&self, _st: &Rooms, _token: u64) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    /// Closes parked request heads past their deadline.
+    fn expire(&self, now: u64) {
+        let expired: Vec<Parked> = {
+            let mut st = lock(&self.inner);
+            let late: Vec<u64> = st
+                .entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| {
+                    let e = e.as_ref()?;
+                    let d = e.parked.deadline;
+                    (d != 0 && d <= now).then_some((u64::from(e.generation) << 32) | i as u64)
+                })
+                .collect();
+            late.into_iter().filter_map(|t| st.remove(t)).collect()
+        };
+        if !expired.is_empty() {
+            self.count(-(expired.len() as isize));
+            let n = expired.len();
+            drop(expired);
+            log_closed(
+                &format!(
+                    "request head not complete within {} ms (LIBFCGI_HEAD_TIMEOUT)",
+                    limits().head_timeout_ms()
+                ),
+                n,
+            );
+        }
+    }
+
+    /// A parked connection whose input has arrived, if one is queued.
+    fn pop_ready(&self) -> Option<Parked> {
+        let mut st = lock(&self.inner);
+        while let Some(t) = st.ready.pop_front() {
+            if let Some(p) = st.remove(t) {
+                drop(st);
+                self.count(-1);
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Waits for work: a parked connection with input, or a new connection.
+    /// Returns [`Taken::Accept`] when nothing is parked any more.
+    pub fn take(&self, fail_on_intr: bool) -> io::Result<Taken> {
+        loop {
+            if listen::shutdown_pending() {
+                return Ok(Taken::Interrupted);
+            }
+            if let Some(p) = self.pop_ready() {
+                return Ok(Taken::Parked(p));
+            }
+            if !self.busy() {
+                return Ok(Taken::Accept);
+            }
+            match self.wait_events(fail_on_intr)? {
+                Some(true) => {
+                    // The listening socket fired: accept one connection,
+                    // then let the next waiter see the socket again.
+                    let accepted = listen::accept_one(
+                        sys::borrow_fd(self.listen),
+                        fail_on_intr,
+                        config::config(),
+                    );
+                    self.watch_listener();
+                    match accepted {
+                        Ok(Some(a)) => return Ok(Taken::New(a)),
+                        Ok(None) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                            return Ok(Taken::Interrupted);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(false) => {}
+                None => return Ok(Taken::Interrupted),
+            }
+        }
+    }
+
+    /// One epoll wait. `Some(true)`: the listening socket fired (it must be
+    /// armed again); `Some(false)`: fired connections were queued, or the
+    /// wait was interrupted to look again; `None`: interrupted for good.
+    #[cfg(target_os = "linux")]
+    fn wait_events(&self, fail_on_intr: bool) -> io::Result<Option<bool>> {
+        let mut tokens = [0u64; 8];
+        // Alone, take a few events at once; with other waiters, one each.
+        let others = self.waiters.fetch_add(1, Ordering::SeqCst);
+        let want = if others > 0 { 1 } else { tokens.len() };
+        let waiting = Waiting::enter(State::Pool, self.listen, 0);
+        let r = self.epoll.wait(&mut tokens[..want], -1);
+        let nudged = waiting.nudged();
+        drop(waiting);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        let n = match r {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                let ours = nudged != watch::Nudge::None;
+                if listen::shutdown_pending() || (fail_on_intr && !ours) {
+                    return Ok(None);
+                }
+                return Ok(Some(false));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut listener = false;
+        let mut st = lock(&self.inner);
+        for &t in &tokens[..n] {
+            if t == LISTENER {
+                listener = true;
+            } else if st.contains(t) {
+                st.ready.push_back(t);
+            }
+        }
+        Ok(Some(listener))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn wait_events(&self, _fail_on_intr: bool) -> io::Result<Option<bool>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}

@@ -1,0 +1,525 @@
+//! Threads waiting inside the library, and the one watcher thread that
+//! wakes them when they must stop waiting.
+//!
+//! Every thread that calls into the engine claims a [`Slot`] once. Before
+//! each blocking system call it writes there what it waits for ([`State`])
+//! and on which listening socket: a few atomic stores, no system call, so
+//! the request path costs what it cost before. The watcher looks at the
+//! slots every [`TICK_MS`] and sends the library's wake signal (an empty
+//! handler without `SA_RESTART`: the blocked call returns EINTR) to a
+//! thread that must give up its wait, after leaving the reason in its slot
+//! ([`Nudge`]):
+//!
+//! * **rescue**: the thread waits on one connection (between two requests
+//!   of a kept-alive connection, or for a request head that has not come
+//!   whole) while work that needs a thread is waiting: a connection in the
+//!   listen queue that no thread is accepting, or a parked connection with
+//!   input that no thread is waiting for. The thread parks its connection
+//!   (see [`super::waiting`]) and takes the work;
+//! * **timeout**: a request head not complete by its deadline, a read of a
+//!   request's stdin or a write that has been blocked longer than its limit.
+//!
+//! A shutdown request wakes every waiting thread the same way.
+//!
+//! A wait shorter than a tick is never interrupted, and a thread is
+//! signalled only while its slot says it is still in the same wait (the
+//! slot's sequence number has not moved), so application code is not
+//! interrupted in practice; a signal that arrives just before the thread
+//! blocks is sent again at the next tick.
+
+use super::config::{self, limits};
+use super::waiting;
+use crate::sys::{self, BorrowedFd, RawFd};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::io;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often the watcher looks at the slots and the parked connections.
+pub const TICK_MS: u64 = 10;
+/// A wait on one connection shorter than this is never interrupted to
+/// rescue work: two ticks.
+pub const RESCUE_AFTER_MS: u64 = 2 * TICK_MS;
+
+/// Most threads with a slot; more threads still work, but cannot be
+/// rescued, timed out or woken by a shutdown.
+const MAX_THREADS: usize = 1024;
+
+/// What a thread is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Not waiting in the library (serving a request, or not in a call).
+    Busy = 0,
+    /// Blocked in `accept()` on the listening socket.
+    Accept = 1,
+    /// Blocked reading a kept-alive connection between two requests.
+    Idle = 2,
+    /// Blocked reading a request head (BEGIN_REQUEST to the end of PARAMS).
+    Head = 3,
+    /// Waiting for parked connections or the listening socket (epoll).
+    Pool = 4,
+    /// Blocked reading a request's stdin.
+    Stdin = 5,
+    /// Blocked writing a response.
+    Write = 6,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::Accept,
+            2 => State::Idle,
+            3 => State::Head,
+            4 => State::Pool,
+            5 => State::Stdin,
+            6 => State::Write,
+            _ => State::Busy,
+        }
+    }
+}
+
+/// Why the watcher interrupted a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Nudge {
+    None = 0,
+    /// Give up this connection (park it) and take the work that waits.
+    Rescue = 1,
+    /// The wait went past its limit.
+    Timeout = 2,
+}
+
+/// One thread's slot (its own cache line).
+#[repr(align(64))]
+struct Slot {
+    /// 0: free; else the kernel id of the thread that claimed it.
+    tid: AtomicI32,
+    state: AtomicU8,
+    /// Why the watcher interrupted the thread: a [`Nudge`] in the low
+    /// byte, the `seq` of the wait it was meant for above it.
+    nudge: AtomicU64,
+    /// Bumped at every wait entered: the watcher knows a wait is the same
+    /// one it saw at the last tick.
+    seq: AtomicU32,
+    /// The listening socket of the request object (-1: none).
+    listen: AtomicI32,
+    /// [`now_ms`] by which a request head must be complete (0: none).
+    deadline: AtomicU64,
+}
+
+static SLOTS: [Slot; MAX_THREADS] = [const {
+    Slot {
+        tid: AtomicI32::new(0),
+        state: AtomicU8::new(0),
+        nudge: AtomicU64::new(0),
+        seq: AtomicU32::new(0),
+        listen: AtomicI32::new(-1),
+        deadline: AtomicU64::new(0),
+    }
+}; MAX_THREADS];
+
+/// The library's wake signal (0: none could be installed).
+static WAKE_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Bumped in the child after every `fork()`: thread ids and the watcher
+/// thread are the parent's.
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+unsafe extern "C" fn forked() {
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// How many times this process is a `fork()` child of the one that first
+/// used the library (state copied from the parent is dropped when it changes).
+pub fn fork_generation() -> u32 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// Milliseconds on the process's monotonic clock (from its first use).
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// The slot a thread claimed on its first wait, as of fork generation
+/// `generation`; released when the thread ends.
+struct Claim {
+    index: Option<usize>,
+    generation: Cell<u32>,
+}
+
+impl Claim {
+    fn new() -> Claim {
+        start();
+        let tid = sys::gettid();
+        let index = SLOTS.iter().position(|s| {
+            s.tid
+                .compare_exchange(0, tid, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        });
+        let sig = WAKE_SIGNAL.load(Ordering::SeqCst);
+        if sig != 0 {
+            sys::unblock_signal(sig);
+        }
+        Claim {
+            index,
+            generation: Cell::new(FORK_GENERATION.load(Ordering::SeqCst)),
+        }
+    }
+
+    /// The slot, its thread id refreshed after a fork.
+    fn slot(&self) -> Option<&'static Slot> {
+        let slot = &SLOTS[self.index?];
+        let generation = FORK_GENERATION.load(Ordering::Relaxed);
+        if self.generation.get() != generation {
+            self.generation.set(generation);
+            slot.tid.store(sys::gettid(), Ordering::SeqCst);
+            start();
+        }
+        Some(slot)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(i) = self.index {
+            SLOTS[i].state.store(State::Busy as u8, Ordering::SeqCst);
+            SLOTS[i].tid.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+thread_local! {
+    static CLAIM: Claim = Claim::new();
+}
+
+/// A wait registered in the thread's slot; back to [`State::Busy`] when
+/// dropped.
+pub struct Waiting(Option<(&'static Slot, u32)>);
+
+impl Waiting {
+    /// Registers a wait of kind `state` for a request object listening on
+    /// `listen`, with a head deadline (`now_ms` value, 0 for none).
+    pub fn enter(state: State, listen: RawFd, deadline: u64) -> Waiting {
+        let slot = CLAIM.try_with(|c| c.slot()).ok().flatten();
+        Waiting(slot.map(|s| {
+            s.listen.store(listen, Ordering::Relaxed);
+            s.deadline.store(deadline, Ordering::Relaxed);
+            let seq = s.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            s.state.store(state as u8, Ordering::SeqCst);
+            (s, seq)
+        }))
+    }
+
+    /// Takes the reason the watcher left for interrupting this wait: a
+    /// timeout only if it was meant for this wait, a rescue in any case
+    /// (it is meant for the thread).
+    pub fn nudged(&self) -> Nudge {
+        let Some((s, seq)) = self.0 else {
+            return Nudge::None;
+        };
+        let v = s.nudge.swap(0, Ordering::SeqCst);
+        match (v & 0xff, (v >> 8) as u32 == seq) {
+            (1, _) => Nudge::Rescue,
+            (2, true) => Nudge::Timeout,
+            _ => Nudge::None,
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some((s, _)) = self.0 {
+            s.state.store(State::Busy as u8, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Whether the watcher asked this thread to give up its connection for
+/// work that no thread takes (consumed). One atomic load when not.
+pub fn take_rescue() -> bool {
+    CLAIM
+        .try_with(|c| {
+            let s = &SLOTS[c.index?];
+            (s.nudge.load(Ordering::Relaxed) & 0xff == Nudge::Rescue as u64)
+                .then(|| s.nudge.swap(0, Ordering::SeqCst) & 0xff == Nudge::Rescue as u64)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// Writes all of `bufs` to a connection; a write blocked for longer than
+/// the write limit fails with ETIMEDOUT (logged).
+pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
+    let waiting = Waiting::enter(State::Write, -1, 0);
+    sys::write_all_vectored_checked(fd, bufs, || match waiting.nudged() {
+        Nudge::Timeout => {
+            config::log(format_args!(
+                "write blocked for more than {} ms (LIBFCGI_WRITE_TIMEOUT): the peer does not read; connection given up",
+                limits().write_timeout_ms()
+            ));
+            Err(io::Error::from_raw_os_error(sys::code::ETIMEDOUT))
+        }
+        _ => Ok(()),
+    })
+}
+
+/// [`send_vectored`] with one buffer.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    send_vectored(fd, &[io::IoSlice::new(buf)])
+}
+
+// ---- waking --------------------------------------------------------------
+
+/// Signals slot `s` (if it is still in the wait the caller saw).
+fn signal(s: &Slot, sig: i32) {
+    let tid = s.tid.load(Ordering::SeqCst);
+    if tid > 0 && sig != 0 {
+        sys::signal_thread(tid, sig);
+    }
+}
+
+/// A signal that the shutdown handler may use when the wake signal is
+/// missing (SIGUSR1 or SIGTERM with the library's handler; 0: none).
+static SHUTDOWN_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Records that the library's shutdown handler is installed for `sig`.
+pub fn set_shutdown_signal(sig: i32) {
+    let _ = SHUTDOWN_SIGNAL.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// Interrupts every thread waiting for a request (in accept, between two
+/// requests of a kept-alive connection, or for parked connections).
+/// `fallback` is the signal to use if the library has no wake signal.
+/// Async-signal-safe: atomics, `gettid` and `tgkill` only.
+pub fn wake_all_waiting(fallback: i32) {
+    let sig = match WAKE_SIGNAL.load(Ordering::SeqCst) {
+        0 if fallback != 0 => fallback,
+        0 => SHUTDOWN_SIGNAL.load(Ordering::SeqCst),
+        s => s,
+    };
+    let me = sys::gettid();
+    for s in &SLOTS {
+        let state = State::from_u8(s.state.load(Ordering::SeqCst));
+        if matches!(state, State::Accept | State::Idle | State::Pool)
+            && s.tid.load(Ordering::SeqCst) != me
+        {
+            signal(s, sig);
+        }
+    }
+}
+
+// ---- the watcher -----------------------------------------------------------
+
+static STARTED: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Starts the watcher thread (once per process, again in a forked child)
+/// and installs the wake signal. Cheap after the first call.
+pub fn start() {
+    let generation = FORK_GENERATION.load(Ordering::Relaxed);
+    if STARTED.load(Ordering::Acquire) == generation {
+        return;
+    }
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if STARTED.load(Ordering::Acquire) == generation {
+        return;
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        sys::on_fork_child(forked);
+        if let Some(sig) = sys::install_wake_signal() {
+            WAKE_SIGNAL.store(sig, Ordering::SeqCst);
+        }
+    });
+    let spawned = sys::spawn_without_signals(|| {
+        std::thread::Builder::new()
+            .name("fcgi-watch".into())
+            .spawn(move || watch(generation))
+    });
+    if spawned.is_ok() {
+        STARTED.store(generation, Ordering::Release);
+    }
+}
+
+/// The wake signal, if the library has one (tests).
+pub fn wake_signal() -> i32 {
+    WAKE_SIGNAL.load(Ordering::SeqCst)
+}
+
+/// What the watcher remembers of a slot between two ticks.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    seq: u32,
+    state: u8,
+    since: u64,
+}
+
+/// Set while a test wants the watcher to stop looking (never in normal use).
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+fn watch(generation: u32) {
+    let mut mem = Memory {
+        slots: vec![Seen::default(); MAX_THREADS],
+        ..Memory::default()
+    };
+    let mut last_sweep = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(TICK_MS));
+        if FORK_GENERATION.load(Ordering::Relaxed) != generation {
+            return; // the parent's watcher, copied by fork: gone anyway
+        }
+        if PAUSED.load(Ordering::Relaxed) {
+            continue;
+        }
+        let now = now_ms();
+        if now - last_sweep >= 100 {
+            last_sweep = now;
+            waiting::sweep(now);
+        }
+        tick(now, &mut mem);
+    }
+}
+
+/// One listening socket as the watcher sees it at a tick.
+#[derive(Default)]
+struct Listener {
+    /// Threads that take new connections (accept, pool).
+    accepting: usize,
+    /// A thread waiting for parked connections (slot index).
+    pooler: Option<usize>,
+    /// Threads that could take work: (rank, since, slot index); the
+    /// lowest rank is the best choice.
+    candidates: Vec<(u8, u64, usize)>,
+    /// Threads blocked on one connection for more than [`RESCUE_AFTER_MS`].
+    holders: Vec<usize>,
+}
+
+/// What the watcher remembers between ticks.
+#[derive(Default)]
+struct Memory {
+    slots: Vec<Seen>,
+    /// Listening sockets seen with a connection nobody accepts, since when.
+    unaccepted: HashMap<RawFd, u64>,
+}
+
+fn tick(now: u64, mem: &mut Memory) {
+    let lim = limits();
+    let sig = WAKE_SIGNAL.load(Ordering::SeqCst);
+    if sig == 0 {
+        return;
+    }
+    let mut listeners: HashMap<RawFd, Listener> = HashMap::new();
+    for (i, s) in SLOTS.iter().enumerate() {
+        if s.tid.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let state = s.state.load(Ordering::SeqCst);
+        let seq = s.seq.load(Ordering::SeqCst);
+        let was = &mut mem.slots[i];
+        if was.seq != seq || was.state != state {
+            *was = Seen {
+                seq,
+                state,
+                since: now,
+            };
+        }
+        let age = now - was.since;
+        let state = State::from_u8(state);
+        let timed_out = match state {
+            State::Head => {
+                let d = s.deadline.load(Ordering::Relaxed);
+                d != 0 && now >= d
+            }
+            State::Stdin => lim.stdin_timeout_ms() > 0 && age >= lim.stdin_timeout_ms(),
+            State::Write => lim.write_timeout_ms() > 0 && age >= lim.write_timeout_ms(),
+            _ => false,
+        };
+        if timed_out {
+            nudge(s, Nudge::Timeout, seq, sig);
+            continue;
+        }
+        let listen = s.listen.load(Ordering::Relaxed);
+        if listen < 0 {
+            continue;
+        }
+        let l = listeners.entry(listen).or_default();
+        let stuck = age >= RESCUE_AFTER_MS;
+        match state {
+            State::Accept => {
+                l.accepting += 1;
+                l.candidates.push((0, was.since, i));
+            }
+            State::Pool => {
+                l.accepting += 1;
+                l.pooler = Some(i);
+            }
+            State::Idle | State::Head => {
+                if stuck {
+                    l.holders.push(i);
+                }
+                l.candidates.push((if stuck { 1 } else { 2 }, was.since, i));
+            }
+            // Serving a request: it looks at its slot when it is done.
+            State::Busy => l.candidates.push((3, was.since, i)),
+            _ => {}
+        }
+    }
+    mem.unaccepted.retain(|fd, _| listeners.contains_key(fd));
+    for (listen, mut l) in listeners {
+        let room = waiting::parked_work(listen);
+        if let (true, Some(i)) = (room.queued, l.pooler) {
+            // Connections queued by a thread that took several events,
+            // while another sleeps in the wait: let it look.
+            nudge(&SLOTS[i], Nudge::Rescue, 0, sig);
+        }
+        if room.parked > 0 {
+            // Connections wait without a thread: no thread should sit on
+            // one connection.
+            for &i in &l.holders {
+                nudge(&SLOTS[i], Nudge::Rescue, 0, sig);
+            }
+        }
+        // Work that no thread will take by itself: parked connections
+        // with input and nobody waiting for them, or connections in the
+        // listen queue and nobody accepting (for two ticks in a row).
+        let parked_waiting = room.ready && l.pooler.is_none();
+        let unaccepted = l.accepting == 0 && sys::readable_now(sys::borrow_fd(listen));
+        let long_unaccepted = if unaccepted {
+            let since = *mem.unaccepted.entry(listen).or_insert(now);
+            now - since >= TICK_MS
+        } else {
+            mem.unaccepted.remove(&listen);
+            false
+        };
+        if parked_waiting || long_unaccepted {
+            l.candidates.sort_unstable();
+            if let Some(&(rank, _, i)) = l.candidates.first() {
+                // A thread serving a request is told, not interrupted.
+                let s = if rank == 3 { 0 } else { sig };
+                nudge(&SLOTS[i], Nudge::Rescue, 0, s);
+            }
+        }
+    }
+}
+
+/// Leaves `why` in the slot (for the wait `seq`) and interrupts the
+/// thread's wait with `sig` (0: only leave it, the thread looks later).
+fn nudge(s: &Slot, why: Nudge, seq: u32, sig: i32) {
+    s.nudge
+        .store((u64::from(seq) << 8) | why as u64, Ordering::SeqCst);
+    if sig != 0 {
+        signal(s, sig);
+    }
+}
+
+/// Stops or restarts the watcher's look at the slots (tests that check
+/// what happens without it).
+#[doc(hidden)]
+pub fn pause_for_tests(paused: bool) {
+    PAUSED.store(paused, Ordering::SeqCst);
+}
