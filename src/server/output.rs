@@ -5,7 +5,6 @@
 
 use super::error::StreamError;
 use crate::protocol::{HEADER_LEN, Header};
-use crate::sys;
 use crate::sys::BorrowedFd;
 use std::io::IoSlice;
 
