@@ -5,15 +5,29 @@
 //! half-closing and draining for up to 2 s in the request thread, stalling
 //! the next request. Here the drain happens in one background thread, so
 //! the worker goes straight back to accepting.
+//!
+//! A closing thread only appends to a queue under the lock. The drainer
+//! takes the whole queue out, polls, reads and closes without the lock, and
+//! puts the connections still draining back in front of those that arrived
+//! meanwhile: constant work per connection and pass, and no system call
+//! while a serving thread may be waiting for the lock.
 
 use super::config::config;
 use crate::sys;
 use crate::sys::{AsFd, AsRawFd, OwnedFd};
+use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Most connections drained at once; past that, the oldest is closed.
-const MAX_LINGERING: usize = 1024;
+/// (Connections handed over while the drainer works on a batch wait beside
+/// it, up to as many again; the oldest beyond the bound are closed when the
+/// batch is put back, after each pass of at most about 100 ms.)
+pub const MAX_LINGERING: usize = 1024;
+
+/// How long the drainer waits for input before it looks at new arrivals
+/// and deadlines again.
+const POLL_MS: i32 = 100;
 
 struct Lingering {
     fd: OwnedFd,
@@ -22,9 +36,14 @@ struct Lingering {
 
 struct Drainer {
     pid: i32,
-    queue: Vec<Lingering>,
+    /// Oldest first. While the drainer thread polls and reads, it holds the
+    /// connections it took out of here, and this holds only later arrivals.
+    queue: VecDeque<Lingering>,
 }
 
+/// Taken by every serving thread that closes a connection, so it guards
+/// memory only: no system call is made while it is held (descriptors
+/// taken out are closed after it is released).
 static DRAINER: Mutex<Option<Drainer>> = Mutex::new(None);
 static WAKE: Condvar = Condvar::new();
 
@@ -37,76 +56,130 @@ pub fn close_gracefully(fd: OwnedFd) {
         return;
     }
     let deadline = Instant::now() + Duration::from_millis(timeout as u64);
-    let Ok(mut guard) = DRAINER.lock() else {
-        return;
-    };
     let pid = sys::getpid();
-    // A forked child has no drainer thread even if its parent had one.
-    if guard.as_ref().is_none_or(|d| d.pid != pid) {
-        *guard = Some(Drainer {
-            pid,
-            queue: Vec::new(),
-        });
+    // Closed once the lock is released.
+    let mut evicted = None;
+    let mut stale = None;
+    let start = {
+        let Ok(mut guard) = DRAINER.lock() else {
+            return; // fd dropped: closed at once
+        };
+        // A forked child has no drainer thread even if its parent had one;
+        // what the parent had queued is the child's to close.
+        let start = guard.as_ref().is_none_or(|d| d.pid != pid);
+        if start {
+            stale = guard.replace(Drainer {
+                pid,
+                queue: VecDeque::new(),
+            });
+        }
+        if let Some(d) = guard.as_mut() {
+            if d.queue.len() >= MAX_LINGERING {
+                evicted = d.queue.pop_front();
+            }
+            d.queue.push_back(Lingering { fd, deadline });
+        }
+        start
+    };
+    WAKE.notify_one();
+    drop(evicted);
+    drop(stale);
+    if start {
         // The drainer never takes a signal meant for the program's threads.
         let spawned = sys::spawn_without_signals(|| {
             std::thread::Builder::new()
                 .name("fcgi-linger".into())
-                .spawn(run)
+                .spawn(move || run(pid))
         });
         if spawned.is_err() {
-            *guard = None;
-            return; // fd dropped: closed at once
+            // No thread to drain them: close what was queued for it now.
+            let queued = DRAINER.lock().ok().and_then(|mut guard| {
+                if guard.as_ref().is_some_and(|d| d.pid == pid) {
+                    guard.take()
+                } else {
+                    None
+                }
+            });
+            drop(queued);
         }
     }
-    if let Some(d) = guard.as_mut() {
-        if d.queue.len() >= MAX_LINGERING {
-            d.queue.remove(0);
-        }
-        d.queue.push(Lingering { fd, deadline });
-    }
-    WAKE.notify_one();
 }
 
-fn run() {
+/// The drainer thread of process `pid`: takes every queued connection out
+/// of [`DRAINER`], polls and reads them without the lock, closes those
+/// done (EOF, error, deadline), and puts the others back in front of the
+/// connections that arrived meanwhile.
+fn run(pid: i32) {
     let mut scratch = vec![0u8; 16 * 1024];
+    // The connections being worked on; between passes, the empty spare
+    // that is swapped with the queue (so both keep their capacity).
+    let mut batch: VecDeque<Lingering> = VecDeque::new();
+    let mut fds = Vec::new();
     loop {
-        let fds: Vec<i32> = {
+        {
+            let Ok(mut guard) = DRAINER.lock() else {
+                return;
+            };
+            loop {
+                let Some(d) = guard.as_mut() else { return };
+                if d.pid != pid {
+                    return;
+                }
+                if !d.queue.is_empty() {
+                    std::mem::swap(&mut d.queue, &mut batch);
+                    break;
+                }
+                guard = match WAKE.wait_timeout(guard, Duration::from_secs(60)) {
+                    Ok((g, _)) => g,
+                    Err(_) => return,
+                };
+            }
+        }
+        let now = Instant::now();
+        batch.retain(|l| l.deadline > now);
+        if !batch.is_empty() {
+            fds.clear();
+            fds.extend(batch.iter().map(|l| l.fd.as_raw_fd()));
+            let ready = sys::poll_readable(&fds, POLL_MS).unwrap_or_else(|_| vec![true; fds.len()]);
+            // retain visits the entries once each, in order: index-aligned
+            // with `ready`.
+            let mut i = 0;
+            batch.retain(|l| {
+                let readable = ready.get(i).copied().unwrap_or(true);
+                i += 1;
+                if !readable {
+                    return true;
+                }
+                // Readable: discard what is there; EOF or an error ends the linger.
+                match sys::read_nonblocking(l.fd.as_fd(), &mut scratch) {
+                    Ok(Some(0)) | Err(_) => false,
+                    Ok(_) => true,
+                }
+            });
+        }
+        let mut evicted = Vec::new();
+        {
             let Ok(mut guard) = DRAINER.lock() else {
                 return;
             };
             let Some(d) = guard.as_mut() else { return };
-            if d.pid != sys::getpid() {
+            if d.pid != pid {
                 return;
             }
-            let now = Instant::now();
-            d.queue.retain(|l| l.deadline > now);
-            if d.queue.is_empty() {
-                let _ = WAKE.wait_timeout(guard, Duration::from_secs(60));
-                continue;
+            // Survivors are older than anything queued meanwhile: they go
+            // first. Whichever side is shorter is moved.
+            if batch.len() >= d.queue.len() {
+                batch.append(&mut d.queue);
+                std::mem::swap(&mut d.queue, &mut batch);
+            } else {
+                while let Some(l) = batch.pop_back() {
+                    d.queue.push_front(l);
+                }
             }
-            d.queue.iter().map(|l| l.fd.as_raw_fd()).collect()
-        };
-        let ready = match sys::poll_readable(&fds, 100) {
-            Ok(r) => r,
-            Err(_) => vec![true; fds.len()],
-        };
-        let Ok(mut guard) = DRAINER.lock() else {
-            return;
-        };
-        let Some(d) = guard.as_mut() else { return };
-        d.queue.retain(|l| {
-            let Some(i) = fds.iter().position(|&f| f == l.fd.as_raw_fd()) else {
-                return true;
-            };
-            if !ready[i] {
-                return true;
-            }
-            // Readable: discard what is there; EOF or an error ends the linger.
-            match sys::read_nonblocking(l.fd.as_fd(), &mut scratch) {
-                Ok(Some(0)) | Err(_) => false,
-                Ok(_) => true,
-            }
-        });
+            let excess = d.queue.len().saturating_sub(MAX_LINGERING);
+            evicted.extend(d.queue.drain(..excess));
+        }
+        drop(evicted);
     }
 }
 
@@ -156,5 +229,58 @@ mod tests {
                 "signal {sig} not blocked: {mask:x}"
             );
         }
+    }
+
+    #[test]
+    fn connections_are_drained_and_closed_without_the_lock() {
+        // Serving threads take DRAINER for every close: the drainer must
+        // not hold it while it polls, reads and closes. Here the test holds
+        // the lock once the drainer has taken the connections out, and the
+        // drainer must still notice each peer's EOF and close our end.
+        use std::io::Write;
+        use std::net::Shutdown;
+        let mut peers = Vec::new();
+        for _ in 0..8 {
+            let (ours, mut peer) = UnixStream::pair().unwrap();
+            peer.write_all(b"unread input").unwrap();
+            close_gracefully(OwnedFd::from(ours));
+            peers.push(peer);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let guard = loop {
+            let guard = DRAINER.lock().unwrap();
+            if guard.as_ref().is_some_and(|d| d.queue.is_empty()) {
+                break guard;
+            }
+            drop(guard);
+            assert!(
+                Instant::now() < deadline,
+                "the drainer never took the queued connections out"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        // Writing to a socket whose other end is closed fails (EPIPE).
+        let still_open = |peers: &[UnixStream]| {
+            peers
+                .iter()
+                .filter(|p| {
+                    let mut s: &UnixStream = p;
+                    s.write(b"x").is_ok()
+                })
+                .count()
+        };
+        // Nothing was closed yet: not by the close timeout (2 s) either.
+        assert_eq!(still_open(&peers), peers.len());
+        for p in &peers {
+            p.shutdown(Shutdown::Write).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut open = peers.len();
+        while open > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            open = still_open(&peers);
+        }
+        drop(guard);
+        assert_eq!(open, 0, "connections left open while the lock was held");
     }
 }
