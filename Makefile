@@ -2,7 +2,7 @@
 # `./configure && make install`:
 #   $(PREFIX)/lib/libfcgi.so.0.0.0, libfcgi.so.0 -> it, libfcgi.so -> libfcgi.so.0
 #   $(PREFIX)/lib/libfcgi.a
-#   $(PREFIX)/include/fcgiapp.h fcgi_stdio.h fastcgi.h
+#   $(PREFIX)/include/fcgiapp.h fcgi_stdio.h fastcgi.h fcgi_ext.h
 #   $(PREFIX)/lib/pkgconfig/fcgi.pc
 #   $(PREFIX)/bin/fcgi-client
 # Usage: make && sudo make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall.
@@ -20,7 +20,7 @@ INSTALL ?= install
 # The libfcgi API level this library implements, and our own version.
 API_VERSION := 2.4.7
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-HEADERS := $(wildcard include/fcgiapp.h include/fcgi_stdio.h include/fastcgi.h)
+HEADERS := $(wildcard include/fcgiapp.h include/fcgi_stdio.h include/fastcgi.h include/fcgi_ext.h)
 
 .PHONY: all install uninstall clean demo test windows
 

@@ -349,8 +349,12 @@ DLLAPI int FCGX_PutStr(const char *str, int n, struct FCGX_Stream *stream);
 DLLAPI int FCGX_PutS(const char *str, struct FCGX_Stream *stream);
 
 /**
- * Sends what an output stream has buffered, as a record, now. 0 on
- * success (and for input streams), -1 on error.
+ * Sends what an output stream has buffered, as a record, now. Returns -1
+ * if that write fails, else 0. As in libfcgi, a stream is closed at its
+ * first error, so only the flush during which the error happens returns
+ * -1: flushing a closed stream (failed, or closed with `FCGX_FClose`)
+ * does nothing and returns 0, and so does flushing an input stream.
+ * `FCGX_GetError` keeps telling the error.
  *
  * # Safety
  * `stream` is NULL or a live stream of this library.

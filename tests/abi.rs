@@ -360,11 +360,23 @@ fn exports_are_the_originals() {
         "Debian's libfcgi.so.0 exports 89 symbols: {original:?}"
     );
 
-    // Our one extension (declared in fcgiapp.h): the library's version.
+    // Our extensions: the library's version (declared in fcgiapp.h) and
+    // the limits of fcgi_ext.h.
+    const EXTENSIONS: &[&str] = &[
+        "fcgi_rs_version",
+        "FCGX_SetHeadTimeout",
+        "FCGX_SetStdinTimeout",
+        "FCGX_SetWriteTimeout",
+        "FCGX_SetMaxWaitingConnections",
+        "FCGX_SetMaxParams",
+    ];
     let extra: Vec<&String> = ours
         .keys()
-        .filter(|k| !original.contains_key(*k) && k.as_str() != "fcgi_rs_version")
+        .filter(|k| !original.contains_key(*k) && !EXTENSIONS.contains(&k.as_str()))
         .collect();
+    for e in EXTENSIONS {
+        assert!(ours.contains_key(*e), "{e} is not exported");
+    }
     assert!(
         ours.contains_key("fcgi_rs_version"),
         "fcgi_rs_version is not exported"
@@ -396,13 +408,16 @@ fn exports_are_the_originals() {
         missing_required.is_empty(),
         "our library lacks {missing_required:?}"
     );
-    let fcgx = ours.keys().filter(|k| k.starts_with("FCGX_")).count();
+    let fcgx = ours
+        .keys()
+        .filter(|k| k.starts_with("FCGX_") && original.contains_key(*k))
+        .count();
     assert_eq!(fcgx, 31, "all 31 FCGX_* functions");
     assert!(missing_os.is_empty(), "our library lacks {missing_os:?}");
     assert_eq!(
         ours.len(),
-        90,
-        "the original's 89 symbols and fcgi_rs_version"
+        89 + EXTENSIONS.len(),
+        "the original's 89 symbols and our extensions"
     );
 }
 

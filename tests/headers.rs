@@ -47,6 +47,16 @@ const FCGIAPP_SOURCES: &[&str] = &[
 /// fcgiapp.h, exported beside the original's 89 symbols).
 const EXTENSIONS: &[&str] = &["fcgi_rs_version"];
 
+/// The functions of `fcgi_ext.h` (this library's extensions in a header
+/// of their own), in order.
+const EXT_FUNCTIONS: &[&str] = &[
+    "FCGX_SetHeadTimeout",
+    "FCGX_SetStdinTimeout",
+    "FCGX_SetWriteTimeout",
+    "FCGX_SetMaxWaitingConnections",
+    "FCGX_SetMaxParams",
+];
+
 const FCGX_FUNCTIONS: &[&str] = &[
     "FCGX_IsCGI",
     "FCGX_Init",
@@ -312,6 +322,7 @@ fn ensure_headers() {
             check_fcgiapp_h();
             check_fastcgi_h();
             check_fcgi_stdio_h();
+            check_fcgi_ext_h();
         });
     }
 }
@@ -324,6 +335,78 @@ fn fcgiapp_h_is_generated_from_src_capi() {
 #[test]
 fn fastcgi_h_is_generated_from_fastcgi_rs() {
     check_fastcgi_h();
+}
+
+#[test]
+fn fcgi_ext_h_is_generated_from_ext_rs() {
+    check_fcgi_ext_h();
+}
+
+fn check_fcgi_ext_h() {
+    let text = generate("cbindgen-ext.toml", &["src/capi/ext.rs"]);
+    let mut at = 0;
+    for f in EXT_FUNCTIONS {
+        let decl = format!("DLLAPI int {f}(int ");
+        let pos = text[at..]
+            .find(&decl)
+            .unwrap_or_else(|| panic!("fcgi_ext.h lacks {decl:?} after byte {at}:\n{text}"));
+        at += pos + decl.len();
+    }
+    check_or_update("fcgi_ext.h", &text);
+}
+
+#[test]
+fn fcgi_ext_h_compiles_beside_the_original_headers_and_links() {
+    ensure_headers();
+    let dir = scratch("ext-header");
+    let src = dir.join("ext.c");
+    std::fs::write(
+        &src,
+        "#include <fcgiapp.h>\n#include <fcgi_ext.h>\n#include <errno.h>\n#include <stdio.h>\n\
+         int main(void) {\n\
+             if (FCGX_SetHeadTimeout(5000) || FCGX_SetStdinTimeout(0) || FCGX_SetWriteTimeout(1000)\n\
+                 || FCGX_SetMaxWaitingConnections(10) || FCGX_SetMaxParams(100)) return 1;\n\
+             if (FCGX_SetMaxParams(0) != -1 || errno != EINVAL) return 2;\n\
+             puts(\"ok\");\n\
+             return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    for (compiler, std) in [
+        ("gcc", "-std=c89"),
+        ("gcc", "-std=c11"),
+        ("g++", "-std=c++11"),
+    ] {
+        let obj = dir.join(format!("ext-{compiler}.o"));
+        let mut cmd = Command::new(compiler);
+        cmd.env("LC_ALL", "C")
+            .args([std, "-Wall", "-Wextra", "-Werror", "-pedantic"])
+            .args(if compiler == "g++" {
+                &["-x", "c++"][..]
+            } else {
+                &[][..]
+            })
+            .arg("-I")
+            .arg(include_dir())
+            .arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(&obj);
+        assert_success(&format!("{compiler} {std} on fcgi_ext.h"), &run(&mut cmd));
+    }
+    let exe = dir.join("ext");
+    let mut cmd = Command::new("gcc");
+    cmd.arg(dir.join("ext-gcc.o"))
+        .arg("-L")
+        .arg(profile_dir())
+        .arg(format!("-Wl,-rpath,{}", profile_dir().display()))
+        .arg("-lfcgi")
+        .arg("-o")
+        .arg(&exe);
+    assert_success("linking against our library", &run(&mut cmd));
+    let out = run(&mut Command::new(&exe));
+    assert_success("the fcgi_ext.h program", &out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 }
 
 #[test]

@@ -15,6 +15,7 @@ macro_rules! ffi_guard {
     };
 }
 
+pub mod ext;
 pub mod fastcgi;
 mod handle;
 pub mod init;

@@ -352,6 +352,9 @@ impl Session {
         cfg: &Config,
     ) -> io::Result<()> {
         let lfd = listen.as_raw_fd();
+        // A thread without a connection takes work anyway: a request to
+        // give up its connection is void.
+        watch::take_rescue();
         loop {
             if let Some(room) = self.room.clone().filter(|r| r.busy()) {
                 match room.take(fail_on_intr)? {

@@ -458,14 +458,14 @@ fn tick(now: u64, mem: &mut Memory) {
                 l.accepting += 1;
                 l.pooler = Some(i);
             }
-            State::Idle | State::Head => {
-                if stuck {
-                    l.holders.push(i);
-                }
-                l.candidates.push((if stuck { 1 } else { 2 }, was.since, i));
+            // A short wait on a connection is left alone: its input is
+            // probably on the way.
+            State::Idle | State::Head if stuck => {
+                l.holders.push(i);
+                l.candidates.push((1, was.since, i));
             }
             // Serving a request: it looks at its slot when it is done.
-            State::Busy => l.candidates.push((3, was.since, i)),
+            State::Busy => l.candidates.push((2, was.since, i)),
             _ => {}
         }
     }
@@ -500,7 +500,7 @@ fn tick(now: u64, mem: &mut Memory) {
             l.candidates.sort_unstable();
             if let Some(&(rank, _, i)) = l.candidates.first() {
                 // A thread serving a request is told, not interrupted.
-                let s = if rank == 3 { 0 } else { sig };
+                let s = if rank == 2 { 0 } else { sig };
                 nudge(&SLOTS[i], Nudge::Rescue, 0, s);
             }
         }
