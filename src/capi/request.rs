@@ -8,7 +8,7 @@ use super::types::{FCGI_FAIL_ACCEPT_ON_INTR, FCGX_ParamArray, FCGX_Request, FCGX
 use crate::sys;
 use std::ffi::{c_char, c_int};
 use std::ptr::null_mut;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// An always-valid empty environment, for requests that have none.
 struct EmptyEnv([*mut c_char; 1]);
@@ -158,14 +158,42 @@ struct GlobalRequest(FCGX_Request);
 unsafe impl Send for GlobalRequest {}
 
 /// The request behind `FCGX_Accept`/`FCGX_Finish` (listening on fd 0).
+///
+/// `FCGX_Accept` holds the lock while it waits for the next request (two
+/// threads calling it, which the API does not allow, take turns). Nothing
+/// else ever waits for the lock: `FCGX_Finish` only tries it, because
+/// exit() runs it (through `FCGI_Finish`, registered with atexit by
+/// `FCGI_Accept`, or a program's own handler) from a signal handler that
+/// interrupted the waiting thread, or from another thread, and the wait
+/// may never end.
 static GLOBAL: Mutex<Option<GlobalRequest>> = Mutex::new(None);
 
-/// Runs `f` on the process-wide request used by `FCGX_Accept` and the
-/// stdio layer, creating it (listening on fd 0) on first use.
-pub(crate) fn with_global_request<T>(f: impl FnOnce(*mut FCGX_Request) -> T) -> T {
-    let mut guard = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
+/// Runs `f` on the process-wide request, creating it (listening on fd 0)
+/// on first use, with the lock held.
+fn on_global_request<T>(
+    guard: &mut MutexGuard<'_, Option<GlobalRequest>>,
+    f: impl FnOnce(*mut FCGX_Request) -> T,
+) -> T {
     let slot = guard.get_or_insert_with(|| GlobalRequest(FCGX_Request::new(0, 0)));
     f(&mut slot.0)
+}
+
+/// Runs `f` on the process-wide request used by `FCGX_Accept` and the
+/// stdio layer, waiting for the lock (see [`GLOBAL`]).
+fn with_global_request<T>(f: impl FnOnce(*mut FCGX_Request) -> T) -> T {
+    let mut guard = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
+    on_global_request(&mut guard, f)
+}
+
+/// Runs `f` on the process-wide request if no other call is using it;
+/// otherwise returns None at once, without waiting.
+fn try_with_global_request<T>(f: impl FnOnce(*mut FCGX_Request) -> T) -> Option<T> {
+    let mut guard = match GLOBAL.try_lock() {
+        Ok(guard) => guard,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => return None,
+    };
+    Some(on_global_request(&mut guard, f))
 }
 
 /// Single-threaded form of `FCGX_Accept_r` on a request that listens on
@@ -211,11 +239,16 @@ pub unsafe extern "C" fn FCGX_Accept(
 }
 
 /// Finishes the request accepted by `FCGX_Accept`.
+///
+/// Does nothing while `FCGX_Accept` is at work (waiting for the next
+/// request), as when exit() runs this from a signal handler or another
+/// thread: accept began by finishing the previous request, and waiting for
+/// it could keep the process from ending.
 #[unsafe(no_mangle)]
 pub extern "C" fn FCGX_Finish() {
     ffi_guard!((), {
         // SAFETY: the global request is valid and locked.
-        with_global_request(|r| unsafe { FCGX_Finish_r(r) })
+        let _ = try_with_global_request(|r| unsafe { FCGX_Finish_r(r) });
     })
 }
 

@@ -169,7 +169,10 @@ fn restore_environ() {
 
 /// Finishes the current request (a no-op in CGI mode or with no request):
 /// unsets the three streams and gives the process its own environment back
-/// (libfcgi set `environ` to NULL).
+/// (libfcgi set `environ` to NULL). Runs at exit; if `FCGI_Accept` is
+/// waiting for the next request then (exit() called from a signal handler
+/// or another thread), there is no request to finish and it does not wait
+/// for one.
 #[unsafe(no_mangle)]
 pub extern "C" fn FCGI_Finish() {
     ffi_guard!((), {

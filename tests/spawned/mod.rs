@@ -79,3 +79,79 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A child whose stderr is collected as it comes (by a thread), so a test
+/// can wait for what it says.
+pub struct Running {
+    pub child: Child,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Running {
+    /// Starts `cmd` (its stderr must be piped, as [`command`] sets it).
+    pub fn start(mut cmd: Command) -> Running {
+        let mut child = cmd.spawn().expect("start the test program");
+        let err = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = err.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    sink.lock().unwrap().push_str(&text);
+                }
+            });
+        }
+        Running { child, err }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the child wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    /// Waits up to `limit` until `line` has been written `count` times.
+    pub fn wait_for_line(&mut self, line: &str, count: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let err = self.stderr();
+            if err.lines().filter(|l| *l == line).count() >= count {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the program ended ({status}) before saying {line:?} {count} times; stderr:\n{err}"
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the program did not say {line:?} {count} times; stderr:\n{err}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends signal `name` (e.g. "ALRM") with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{name} {}", self.pid());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
