@@ -119,7 +119,7 @@ fn request_heads_not_complete_in_time_are_closed_held_or_parked() {
     let start = Instant::now();
     app.assert_serves();
     assert!(
-        start.elapsed() < Duration::from_millis(1000),
+        start.elapsed() < Duration::from_millis(1000) * common::scale(),
         "a normal request waited behind slow heads: {:?}",
         start.elapsed()
     );
@@ -250,7 +250,8 @@ fn at_the_waiting_limit_the_oldest_idle_connection_is_closed_then_new_ones_refus
     let mut heads = Vec::new();
     for _ in 0..6 {
         let mut s = connect(&app);
-        s.write_all(&begin(1, false)[..8]).unwrap();
+        // Refused already (under valgrind the write may come after it).
+        let _ = s.write_all(&begin(1, false)[..8]);
         heads.push(s);
         std::thread::sleep(Duration::from_millis(60));
     }
@@ -259,7 +260,12 @@ fn at_the_waiting_limit_the_oldest_idle_connection_is_closed_then_new_ones_refus
     for s in &mut heads {
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        if matches!(s.read(&mut [0u8; 16]), Ok(0)) {
+        let refused = match s.read(&mut [0u8; 16]) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        if refused {
             closed += 1;
         }
     }
