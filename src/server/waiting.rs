@@ -23,7 +23,9 @@
 use super::config::{self, limits};
 use super::listen::{self, Accepted};
 use super::session::Carry;
-use super::watch::{self, State, Waiting};
+use super::watch;
+#[cfg(target_os = "linux")]
+use super::watch::{State, Waiting};
 use crate::sys::{self, OwnedFd, RawFd};
 use std::collections::VecDeque;
 use std::io;
@@ -120,6 +122,7 @@ impl Rooms {
         Some(e.parked)
     }
 
+    #[cfg(target_os = "linux")]
     fn contains(&self, token: u64) -> bool {
         let index = (token & 0xffff_ffff) as usize;
         matches!(self.entries.get(index), Some(Some(e)) if e.generation == (token >> 32) as u32)
@@ -135,6 +138,7 @@ pub struct Room {
     inner: Mutex<Rooms>,
     parked: AtomicUsize,
     /// Threads in [`Room::take`]'s wait.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     waiters: AtomicUsize,
 }
 
@@ -153,7 +157,13 @@ pub fn room(listen: RawFd) -> Option<Arc<Room>> {
     let generation = watch::fork_generation();
     let mut rooms = lock(&ROOMS);
     // Rooms copied from the parent by fork() are not this process's.
-    rooms.retain(|r| r.fork_generation == generation);
+    rooms.retain(|r| {
+        let mine = r.fork_generation == generation;
+        if !mine {
+            WAITING_TOTAL.fetch_sub(r.parked.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        mine
+    });
     if let Some(r) = rooms.iter().find(|r| r.listen == listen) {
         r.watch_listener();
         return Some(r.clone());

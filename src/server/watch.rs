@@ -198,31 +198,48 @@ thread_local! {
 
 /// A wait registered in the thread's slot; back to [`State::Busy`] when
 /// dropped.
-pub struct Waiting(Option<(&'static Slot, u32)>);
+pub struct Waiting {
+    slot: Option<&'static Slot>,
+    /// The slot's `seq` for this wait.
+    seq: Cell<u32>,
+}
 
 impl Waiting {
     /// Registers a wait of kind `state` for a request object listening on
     /// `listen`, with a head deadline (`now_ms` value, 0 for none).
     pub fn enter(state: State, listen: RawFd, deadline: u64) -> Waiting {
         let slot = CLAIM.try_with(|c| c.slot()).ok().flatten();
-        Waiting(slot.map(|s| {
+        let mut seq = 0;
+        if let Some(s) = slot {
             s.listen.store(listen, Ordering::Relaxed);
             s.deadline.store(deadline, Ordering::Relaxed);
-            let seq = s.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            seq = s.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
             s.state.store(state as u8, Ordering::SeqCst);
-            (s, seq)
-        }))
+        }
+        Waiting {
+            slot,
+            seq: Cell::new(seq),
+        }
+    }
+
+    /// The wait goes on, but it made progress (a write sent part of its
+    /// bytes): its time is counted again from now.
+    pub fn progressed(&self) {
+        if let Some(s) = self.slot {
+            self.seq
+                .set(s.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1));
+        }
     }
 
     /// Takes the reason the watcher left for interrupting this wait: a
     /// timeout only if it was meant for this wait, a rescue in any case
     /// (it is meant for the thread).
     pub fn nudged(&self) -> Nudge {
-        let Some((s, seq)) = self.0 else {
+        let Some(s) = self.slot else {
             return Nudge::None;
         };
         let v = s.nudge.swap(0, Ordering::SeqCst);
-        match (v & 0xff, (v >> 8) as u32 == seq) {
+        match (v & 0xff, (v >> 8) as u32 == self.seq.get()) {
             (1, _) => Nudge::Rescue,
             (2, true) => Nudge::Timeout,
             _ => Nudge::None,
@@ -232,7 +249,7 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        if let Some((s, _)) = self.0 {
+        if let Some(s) = self.slot {
             s.state.store(State::Busy as u8, Ordering::SeqCst);
         }
     }
@@ -252,20 +269,26 @@ pub fn take_rescue() -> bool {
         .unwrap_or(false)
 }
 
-/// Writes all of `bufs` to a connection; a write blocked for longer than
-/// the write limit fails with ETIMEDOUT (logged).
+/// Writes all of `bufs` to a connection; a write that stays blocked (no
+/// byte taken by the peer) for longer than the write limit fails with
+/// ETIMEDOUT (logged). A slow reader that keeps taking bytes is not cut.
 pub fn send_vectored(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
     let waiting = Waiting::enter(State::Write, -1, 0);
-    sys::write_all_vectored_checked(fd, bufs, || match waiting.nudged() {
-        Nudge::Timeout => {
-            config::log(format_args!(
-                "write blocked for more than {} ms (LIBFCGI_WRITE_TIMEOUT): the peer does not read; connection given up",
-                limits().write_timeout_ms()
-            ));
-            Err(io::Error::from_raw_os_error(sys::code::ETIMEDOUT))
-        }
-        _ => Ok(()),
-    })
+    sys::write_all_vectored_checked(
+        fd,
+        bufs,
+        || match waiting.nudged() {
+            Nudge::Timeout => {
+                config::log(format_args!(
+                    "write blocked for more than {} ms (LIBFCGI_WRITE_TIMEOUT): the peer does not read; connection given up",
+                    limits().write_timeout_ms()
+                ));
+                Err(io::Error::from_raw_os_error(sys::code::ETIMEDOUT))
+            }
+            _ => Ok(()),
+        },
+        || waiting.progressed(),
+    )
 }
 
 /// [`send_vectored`] with one buffer.
@@ -336,6 +359,11 @@ pub fn start() {
             WAKE_SIGNAL.store(sig, Ordering::SeqCst);
         }
     });
+    if WAKE_SIGNAL.load(Ordering::SeqCst) == 0 {
+        // Nothing can interrupt a wait: threads keep their connections
+        // (as in libfcgi) and nothing is ever parked.
+        return;
+    }
     let spawned = sys::spawn_without_signals(|| {
         std::thread::Builder::new()
             .name("fcgi-watch".into())

@@ -115,23 +115,26 @@ pub fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option
 /// allows). Uses `sendmsg(MSG_NOSIGNAL)` so a peer that went away gives
 /// EPIPE and never SIGPIPE; falls back to `writev` on a non-socket.
 pub fn write_all_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<()> {
-    write_all_vectored_checked(fd, bufs, || Ok(()))
+    write_all_vectored_checked(fd, bufs, || Ok(()), || {})
 }
 
 /// [`write_all_vectored`], asking `on_eintr` after each EINTR whether to go
-/// on (`Ok`) or to give up with its error (a write that blocked too long).
+/// on (`Ok`) or to give up with its error (a write that blocked too long),
+/// and calling `on_progress` after each write that sent part of the bytes.
 pub fn write_all_vectored_checked(
     fd: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
     on_eintr: impl Fn() -> io::Result<()>,
+    on_progress: impl Fn(),
 ) -> io::Result<()> {
-    super::with_non_empty(bufs, |bufs| write_slices(fd, bufs, &on_eintr))
+    super::with_non_empty(bufs, |bufs| write_slices(fd, bufs, &on_eintr, &on_progress))
 }
 
 fn write_slices(
     fd: BorrowedFd<'_>,
     bufs: &mut [&[u8]],
     on_eintr: &dyn Fn() -> io::Result<()>,
+    on_progress: &dyn Fn(),
 ) -> io::Result<()> {
     let mut first = 0;
     let mut use_send = true;
@@ -156,6 +159,9 @@ fn write_slices(
             return Err(io::ErrorKind::WriteZero.into());
         }
         advance(bufs, &mut first, n);
+        if first < bufs.len() {
+            on_progress();
+        }
     }
     Ok(())
 }

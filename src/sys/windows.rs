@@ -318,11 +318,13 @@ fn write_slices(fd: BorrowedFd<'_>, bufs: &mut [&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
-/// [`write_all_vectored`]; Windows has no EINTR, so `on_eintr` is never asked.
+/// [`write_all_vectored`]; Windows has no EINTR and no limit on a blocked
+/// write, so neither hook is called.
 pub fn write_all_vectored_checked(
     fd: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],
     _on_eintr: impl Fn() -> io::Result<()>,
+    _on_progress: impl Fn(),
 ) -> io::Result<()> {
     write_all_vectored(fd, bufs)
 }
