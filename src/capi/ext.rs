@@ -11,7 +11,7 @@ use std::ffi::c_int;
 
 fn set(limit: Limit, value: c_int) -> c_int {
     match u64::try_from(value).map(|v| limits().set(limit, v)) {
-        Ok(Ok(())) => 0,
+        Ok(true) => 0,
         _ => {
             sys::set_errno(sys::code::EINVAL);
             -1

@@ -179,13 +179,14 @@ impl Limits {
         self.cell(l).load(Ordering::Relaxed)
     }
 
-    /// Sets a limit for the whole process. A count below 1 is refused.
-    pub fn set(&self, l: Limit, value: u64) -> Result<(), ()> {
+    /// Sets a limit for the whole process. A count below 1 is refused
+    /// (`false`, nothing changes).
+    pub fn set(&self, l: Limit, value: u64) -> bool {
         if value < l.least() {
-            return Err(());
+            return false;
         }
         self.cell(l).store(value, Ordering::Relaxed);
-        Ok(())
+        true
     }
 
     pub fn head_timeout_ms(&self) -> u64 {
