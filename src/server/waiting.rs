@@ -27,9 +27,9 @@ use super::watch;
 #[cfg(target_os = "linux")]
 use super::watch::{State, Waiting};
 use crate::sys::{self, OwnedFd, RawFd};
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A connection waiting without a thread.
@@ -76,56 +76,32 @@ pub struct Work {
 #[cfg(target_os = "linux")]
 const LISTENER: u64 = u64::MAX;
 
-struct Entry {
-    parked: Parked,
-    generation: u32,
-}
+/// Tokens of parked connections: never reused, so an event that comes
+/// late can never be taken for another connection.
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Default)]
 struct Rooms {
-    /// Index = the low 32 bits of a token.
-    entries: Vec<Option<Entry>>,
-    free: Vec<u32>,
-    next_generation: u32,
+    entries: HashMap<u64, Parked>,
     /// Fired connections not yet taken by a thread.
     ready: VecDeque<u64>,
     /// Idle kept-alive connections, oldest first (stale tokens skipped).
     idle: VecDeque<u64>,
+    /// Events for tokens not yet entered: a connection is armed before its
+    /// entry is made (no system call under the lock), so its event can come
+    /// first. Its park takes it out again; a sweep forgets the rest (events
+    /// of connections closed at a deadline just after they fired) when no
+    /// park is under way.
+    early: HashSet<u64>,
 }
 
 impl Rooms {
-    fn insert(&mut self, parked: Parked) -> u64 {
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let generation = self.next_generation;
-        let entry = Some(Entry { parked, generation });
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.entries[i as usize] = entry;
-                i
-            }
-            None => {
-                self.entries.push(entry);
-                (self.entries.len() - 1) as u32
-            }
-        };
-        (u64::from(generation) << 32) | u64::from(index)
-    }
-
     fn remove(&mut self, token: u64) -> Option<Parked> {
-        let index = (token & 0xffff_ffff) as usize;
-        let slot = self.entries.get_mut(index)?;
-        if slot.as_ref()?.generation != (token >> 32) as u32 {
-            return None;
-        }
-        let e = slot.take()?;
-        self.free.push(index as u32);
-        Some(e.parked)
+        self.entries.remove(&token)
     }
 
-    #[cfg(target_os = "linux")]
-    fn contains(&self, token: u64) -> bool {
-        let index = (token & 0xffff_ffff) as usize;
-        matches!(self.entries.get(index), Some(Some(e)) if e.generation == (token >> 32) as u32)
+    fn fired_early(&mut self, token: u64) -> bool {
+        self.early.remove(&token)
     }
 }
 
@@ -137,6 +113,8 @@ pub struct Room {
     fork_generation: u32,
     inner: Mutex<Rooms>,
     parked: AtomicUsize,
+    /// Parks between arming a connection and entering it.
+    arming: AtomicUsize,
     /// Threads in [`Room::take`]'s wait.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     waiters: AtomicUsize,
@@ -204,6 +182,7 @@ impl Room {
             fork_generation,
             inner: Mutex::new(Rooms::default()),
             parked: AtomicUsize::new(0),
+            arming: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
         })
     }
@@ -267,10 +246,17 @@ impl Room {
     /// connection (of this room) is closed first; if none is left, this
     /// connection is closed (refused).
     pub fn park(&self, parked: Parked) {
-        let mut evicted = 0;
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        // Armed first, outside the lock: the descriptor is still ours.
+        self.arming.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = self.arm(&parked.fd, token) {
+            self.arming.fetch_sub(1, Ordering::SeqCst);
+            drop(parked);
+            config::log(format_args!("connection dropped: cannot wait for it: {e}"));
+            return;
+        }
+        let mut evicted = Vec::new();
         let mut refused = None;
-        let mut lost = None;
-        let mut closing: Vec<Parked> = Vec::new();
         {
             let mut st = lock(&self.inner);
             let max = limits().max_waiting();
@@ -278,34 +264,33 @@ impl Room {
                 let Some(t) = st.idle.pop_front() else { break };
                 if let Some(p) = st.remove(t) {
                     self.count(-1);
-                    evicted += 1;
-                    closing.push(p);
+                    evicted.push(p);
                 }
             }
             if WAITING_TOTAL.load(Ordering::Relaxed) >= max {
+                st.fired_early(token);
                 refused = Some(parked);
             } else {
-                let idle = parked.is_idle();
-                let token = st.insert(parked);
-                match self.arm(&st, token) {
-                    Ok(()) => {
-                        if idle {
-                            st.idle.push_back(token);
-                        }
-                        self.count(1);
-                    }
-                    Err(e) => lost = st.remove(token).map(|p| (p, e)),
+                if parked.is_idle() {
+                    st.idle.push_back(token);
                 }
+                if st.fired_early(token) {
+                    st.ready.push_back(token);
+                }
+                st.entries.insert(token, parked);
+                self.count(1);
             }
+            self.arming.fetch_sub(1, Ordering::SeqCst);
         }
-        drop(closing);
-        if evicted > 0 {
+        if !evicted.is_empty() {
+            let n = evicted.len();
+            drop(evicted);
             log_closed(
                 &format!(
                     "the oldest idle kept-alive connections, at the limit of {} waiting connections (LIBFCGI_MAX_WAITING_CONNS)",
                     limits().max_waiting()
                 ),
-                evicted,
+                n,
             );
         }
         if let Some(p) = refused {
@@ -315,20 +300,13 @@ impl Room {
                 limits().max_waiting()
             ));
         }
-        if let Some((p, e)) = lost {
-            drop(p);
-            config::log(format_args!("connection dropped: cannot wait for it: {e}"));
-        }
     }
 
-    /// Arms the connection of `token` (it may have been in the set before).
+    /// Arms `fd` for one event with `token` (it may have been in the set
+    /// before, disarmed).
     #[cfg(target_os = "linux")]
-    fn arm(&self, st: &Rooms, token: u64) -> io::Result<()> {
-        let index = (token & 0xffff_ffff) as usize;
-        let Some(Some(e)) = st.entries.get(index) else {
-            return Err(io::Error::from_raw_os_error(sys::code::EBADF));
-        };
-        let fd = sys::AsFd::as_fd(&e.parked.fd);
+    fn arm(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
+        let fd = sys::AsFd::as_fd(fd);
         match self.epoll.rearm(fd, token) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.epoll.add(fd, token),
             other => other,
@@ -336,23 +314,26 @@ impl Room {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn arm(&self, _st: &Rooms, _token: u64) -> io::Result<()> {
+    fn arm(&self, _fd: &OwnedFd, _token: u64) -> io::Result<()> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
-    /// Closes parked request heads past their deadline.
+    /// Closes parked request heads past their deadline; forgets early
+    /// events that no park will take.
     fn expire(&self, now: u64) {
         let expired: Vec<Parked> = {
             let mut st = lock(&self.inner);
+            if self.arming.load(Ordering::SeqCst) == 0 {
+                st.early.clear();
+            }
+            // Tokens of idle connections taken since.
+            let Rooms { idle, entries, .. } = &mut *st;
+            idle.retain(|t| entries.contains_key(t));
             let late: Vec<u64> = st
                 .entries
                 .iter()
-                .enumerate()
-                .filter_map(|(i, e)| {
-                    let e = e.as_ref()?;
-                    let d = e.parked.deadline;
-                    (d != 0 && d <= now).then_some((u64::from(e.generation) << 32) | i as u64)
-                })
+                .filter(|(_, p)| p.deadline != 0 && p.deadline <= now)
+                .map(|(&t, _)| t)
                 .collect();
             late.into_iter().filter_map(|t| st.remove(t)).collect()
         };
@@ -451,8 +432,10 @@ impl Room {
         for &t in &tokens[..n] {
             if t == LISTENER {
                 listener = true;
-            } else if st.contains(t) {
+            } else if st.entries.contains_key(&t) {
                 st.ready.push_back(t);
+            } else {
+                st.early.insert(t);
             }
         }
         Ok(Some(listener))
