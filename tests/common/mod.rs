@@ -644,3 +644,39 @@ pub fn echoed_env(resp: &Response) -> Vec<String> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The soft and hard RLIMIT_NOFILE of this process (from /proc/self/limits;
+/// `u64::MAX` for unlimited).
+pub fn nofile_limits() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("no 'Max open files' in /proc/self/limits");
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok().or((w == "unlimited").then_some(u64::MAX)))
+        .collect();
+    assert!(v.len() >= 2, "cannot parse {line:?}");
+    (v[0], v[1])
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (with
+/// prlimit(1), which keeps the tests free of unsafe code) when it is below
+/// `need`; applications started afterwards inherit it. Returns the soft
+/// limit in force afterwards (the caller decides whether it is enough).
+pub fn raise_nofile_limit(need: u64) -> u64 {
+    let (soft, hard) = nofile_limits();
+    if soft < need && hard > soft {
+        let hard_text = if hard == u64::MAX {
+            "unlimited".to_string()
+        } else {
+            hard.to_string()
+        };
+        let _ = Command::new("prlimit")
+            .arg(format!("--pid={}", std::process::id()))
+            .arg(format!("--nofile={hard_text}:{hard_text}"))
+            .status();
+    }
+    nofile_limits().0
+}

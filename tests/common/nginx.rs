@@ -182,14 +182,32 @@ impl Drop for Relay {
 /// the `http {` block, which the caller's text must close. `max_body` is
 /// nginx's `client_max_body_size` (e.g. "16m").
 pub fn preamble(dir: &Path, max_body: &str) -> String {
+    preamble_with_workers(dir, max_body, 1, 64)
+}
+
+/// [`preamble`] for `workers` worker processes with `connections` each.
+/// More than one worker needs nginx's master process (`master_process
+/// on`, still in the foreground); as root, `user root` keeps the workers
+/// able to write the scratch folder. [`Nginx`] stops the workers with their
+/// master on drop.
+pub fn preamble_with_workers(dir: &Path, max_body: &str, workers: u32, connections: u32) -> String {
     let d = dir.display();
+    let processes = if workers <= 1 {
+        "master_process off;\n".to_string()
+    } else {
+        let user = if running_as_root() {
+            "user root;\n"
+        } else {
+            ""
+        };
+        format!("master_process on;\nworker_processes {workers};\n{user}")
+    };
     format!(
         r#"daemon off;
-master_process off;
-pid {d}/nginx.pid;
+{processes}pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{
-    worker_connections 64;
+    worker_connections {connections};
 }}
 http {{
     access_log {d}/access.log;
@@ -223,11 +241,68 @@ pub const FASTCGI_PARAMS: &str = r#"
             fastcgi_param SERVER_NAME $server_name;
 "#;
 
+/// Whether this process runs as root (the owner of /proc/self is the
+/// effective user).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// A running nginx (killed on drop) listening on `127.0.0.1:port`.
 pub struct Nginx {
     child: Killed,
     pub port: u16,
     dir: PathBuf,
+}
+
+/// The children of process `pid` (from /proc; its worker processes for an
+/// nginx master).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Whether `pid` is still an nginx process (not reaped, not reused).
+fn is_nginx(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.contains("(nginx)") && !s.contains(") Z "))
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Drop for Nginx {
+    /// With worker processes (`master_process on`), a SIGKILL of the master
+    /// would leave them running: the master is asked to stop them
+    /// (SIGTERM, fast shutdown) and given 5 s, and any worker still there
+    /// afterwards is killed. Without workers, `Killed` does it all.
+    fn drop(&mut self) {
+        let workers = children_of(self.child.pid());
+        if workers.is_empty() {
+            return;
+        }
+        send_signal(self.child.pid(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.running() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        for w in workers {
+            if is_nginx(w) {
+                send_signal(w, "KILL");
+            }
+        }
+    }
 }
 
 impl Nginx {
@@ -397,6 +472,133 @@ pub fn http(port: u16, method: &str, target: &str, body: &[u8]) -> Result<Respon
         }
     }
     parse_response(&raw)
+}
+
+/// A keep-alive HTTP/1.1 connection: one GET after another on the same
+/// TCP connection, each response read exactly to its end (Content-Length
+/// or chunked), nothing read ahead.
+pub struct HttpConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// The server said `Connection: close` (or closed): open a new one.
+    pub closed: bool,
+}
+
+impl HttpConn {
+    /// Connects to `127.0.0.1:port`; `timeout` bounds the connect and every
+    /// later read and write.
+    pub fn connect(port: u16, timeout: Duration) -> Result<HttpConn, String> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream =
+            TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        stream.set_write_timeout(Some(timeout)).unwrap();
+        let _ = stream.set_nodelay(true);
+        Ok(HttpConn {
+            stream,
+            buf: Vec::new(),
+            closed: false,
+        })
+    }
+
+    /// Sends `GET target` and reads its whole response.
+    pub fn get(&mut self, target: &str) -> Result<Response, String> {
+        if self.closed {
+            return Err("connection already closed by the server".into());
+        }
+        let head = format!(
+            "GET {target} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: fcgi-nginx-test\r\n\r\n"
+        );
+        self.stream
+            .write_all(head.as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
+        let mut chunk = [0u8; 16384];
+        let len = loop {
+            if let Some(n) = response_len(&self.buf)? {
+                break n;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.closed = true;
+                    return Err(format!(
+                        "closed by the server after {} bytes of a response",
+                        self.buf.len()
+                    ));
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.closed = true;
+                    let what = if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                        "timed out".to_string()
+                    } else {
+                        e.to_string()
+                    };
+                    return Err(format!(
+                        "read: {what} (after {} bytes of a response)",
+                        self.buf.len()
+                    ));
+                }
+            }
+        };
+        let resp = parse_response(&self.buf[..len])?;
+        self.buf.drain(..len);
+        if resp
+            .header("Connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            self.closed = true;
+        }
+        Ok(resp)
+    }
+}
+
+/// The length of the complete HTTP response at the start of `raw`, or None
+/// while it is incomplete. Knows Content-Length and chunked bodies (a
+/// response with neither must not come on a kept-alive connection).
+pub fn response_len(raw: &[u8]) -> Result<Option<usize>, String> {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let mut at = end + 4;
+    let header = |name: &str| {
+        head.split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if header("transfer-encoding").is_some_and(|v| v == "chunked") {
+        loop {
+            let Some(eol) = raw[at..].windows(2).position(|w| w == b"\r\n") else {
+                return Ok(None);
+            };
+            let line = String::from_utf8_lossy(&raw[at..at + eol]).into_owned();
+            let size_hex = line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| format!("bad chunk size {line:?}"))?;
+            at += eol + 2;
+            if size == 0 {
+                // No trailers from nginx: the empty line ends the body.
+                return Ok((raw.len() >= at + 2).then_some(at + 2));
+            }
+            if raw.len() < at + size + 2 {
+                return Ok(None);
+            }
+            at += size + 2;
+        }
+    }
+    match header("content-length") {
+        Some(n) => {
+            let n: usize = n.parse().map_err(|_| format!("bad Content-Length {n:?}"))?;
+            Ok((raw.len() >= at + n).then_some(at + n))
+        }
+        None => Err(format!(
+            "a response with neither Content-Length nor chunked body on a kept-alive connection: {:?}",
+            String::from_utf8_lossy(&raw[..end])
+        )),
+    }
 }
 
 pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
