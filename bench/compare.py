@@ -37,8 +37,10 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-REL = os.path.join(ROOT, "target", "release")
-BUILD = os.path.join(ROOT, "target", "bench")
+# cargo's target folder: target/, or CARGO_TARGET_DIR as cargo itself takes it.
+TARGET = os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"))
+REL = os.path.join(TARGET, "release")
+BUILD = os.path.join(TARGET, "bench")
 LOAD = os.path.join(REL, "fcgi-load")
 # Ours is copied here at the start, so a rebuild during the run changes nothing.
 OURS_DIR = os.path.join(BUILD, "ours")
@@ -52,12 +54,17 @@ CLIENT32 = ["-c", "32", "-t", "2", "--pin-threads"]
 
 class Scenario:
     def __init__(self, key, title, app, canned, load, pin=False, strace_n=2000, big=False,
-                 canned_epoll=None):
+                 canned_epoll=None, fewer_threads=False):
         self.key = key
         self.canned_epoll = canned_epoll  # args of a second limit, canned in epoll mode
         self.title = title
         self.app = app          # argv, "{addr}" replaced
-        self.canned = canned    # canned args before the address
+        self.canned = canned    # canned args before the address; None: no threaded limit
+        # Fewer app threads than connections (issue #12): a variant may be
+        # unable to serve it at all; such a variant is detected in its first
+        # run and reported as "cannot serve" (see run_variant). The goal is
+        # checked against the epoll limit instead of issue #5's targets.
+        self.fewer_threads = fewer_threads
         self.load = load        # fcgi-load args
         self.pin = pin
         self.strace_n = strace_n  # 0: no strace for this scenario
@@ -82,6 +89,13 @@ SCENARIOS = [
     Scenario("hello32-ka-heavy", "hello 32 threads, 32 keep-alive conns, heavy params",
              ["hello", "{addr}", "32"], ["-t", "32"], CLIENT32 + ["-p", "heavy"],
              canned_epoll=["-E", "2"], strace_n=10000),
+    # Issue #12: 2 threads, 32 keep-alive connections sending requests back
+    # to back. A thread per connection (libfcgi, or canned -t) serves 2 of
+    # them and leaves 30 unanswered, so the limit is canned's epoll mode
+    # alone (see run_variant for the variants that cannot serve it).
+    Scenario("hello2t-32ka", "hello 2 threads, 32 keep-alive conns, light params",
+             ["hello", "{addr}", "2"], None, CLIENT32,
+             canned_epoll=["-E", "2"], strace_n=10000, fewer_threads=True),
     Scenario("echo-1m", "1 MiB POST echo, 1 keep-alive conn.",
              ["echo", "{addr}"], ["-e"], ["-c", "1", "-b", str(MIB), "--echo"],
              strace_n=100, big=True),
@@ -286,7 +300,7 @@ def run_load(scn, port, args, pin, timeout):
     return json.loads(r.stdout)
 
 
-def run_one(scn, variant, ports, duration, errlog):
+def run_one(scn, variant, ports, duration, errlog, extra=()):
     port = ports.get()
     proc = start_server(server_argv(scn, variant, port), variant, scn.pin, errlog)
     try:
@@ -295,7 +309,8 @@ def run_one(scn, variant, ports, duration, errlog):
         user0 = proc_cpu(proc.pid, user_only=True)
         libs, lib_ok = check_lib(variant, proc.pid)
         busy0, t0 = cpu_busy(), time.time()
-        res = run_load(scn, port, ["-d", str(duration)] + scn.load, scn.pin, duration + 60)
+        res = run_load(scn, port, ["-d", str(duration)] + scn.load + list(extra), scn.pin,
+                       duration + 60)
         busy1, t1 = cpu_busy(), time.time()
         cpu1 = proc_cpu(proc.pid)
         user1 = proc_cpu(proc.pid, user_only=True)
@@ -312,6 +327,60 @@ def run_one(scn, variant, ports, duration, errlog):
         return res
     finally:
         stop(proc)
+
+
+def unserved_reason(res, timeout):
+    return (f"{res['unserved_conns']} connections without a response within {timeout:g} s, "
+            f"{res['errors']} errors (first: {res.get('first_error')})")
+
+
+def run_variant(scn, variant, ports, duration, errlog):
+    """run_one, for a scenario with fewer threads than connections: a
+    variant that leaves connections unanswered or whose run fails is marked
+    cannot_serve instead of stopping the script. fcgi-load counts a
+    connection closed or timed out before its first response as unserved;
+    its per-request timeout is made shorter than the run (at most 2 s, half
+    the duration), so a connection that waits for a thread until the clients
+    stop (when a thread-per-connection server, freed by the closing served
+    connections, would still answer it) has timed out first, and the run of
+    such a variant ends at most 2 s after its duration."""
+    if not scn.fewer_threads:
+        return run_one(scn, variant, ports, duration, errlog)
+    timeout = min(2.0, duration / 2)
+    try:
+        res = run_one(scn, variant, ports, duration, errlog, extra=["--timeout", f"{timeout:g}"])
+    except Exception as e:  # e.g. fcgi-load got no reference response
+        return {"cannot_serve": True, "reason": f"run failed: {e}", "foreign_cpus": 0.0,
+                "lib_ok": True, "libs": [], "errors": 0, "unserved_conns": 0}
+    if res["unserved_conns"]:
+        res["cannot_serve"] = True
+        res["reason"] = unserved_reason(res, timeout)
+    return res
+
+
+def unable(runs):
+    """Whether a variant's runs found it unable to serve the scenario."""
+    return any(x.get("cannot_serve") for x in runs)
+
+
+def variants_of(scn, order):
+    """The variants a round runs for scn, in order."""
+    return ((["limit-epoll"] if scn.canned_epoll else [])
+            + [v for v in order if v != "limit" or scn.canned is not None])
+
+
+def strace_variants(scn):
+    return tuple(v if v != "limit" or scn.canned is not None else "limit-epoll"
+                 for v in VARIANTS)
+
+
+def sc_get(sc, v):
+    """A scenario's strace result for v; the limit column of a scenario
+    without a threaded limit shows the epoll limit."""
+    d = sc.get(v)
+    if d is None and v == "limit":
+        d = sc.get("limit-epoll")
+    return d
 
 
 # ------------------------------------------------------------------ strace
@@ -574,6 +643,8 @@ def best_limit(r):
     """The limit run set with the higher median throughput: (name, runs)."""
     cands = [(v, r.get(v) or []) for v in ("limit", "limit-epoll")]
     cands = [(v, runs) for v, runs in cands if runs]
+    if not cands:  # e.g. the only limit could not serve the scenario
+        return "limit", []
     return max(cands, key=lambda c: med([x["rps"] for x in c[1]]))
 
 
@@ -582,6 +653,13 @@ def targets(scns, results, sysc, ngx):
     def verdict(ok):
         return "met" if ok else "**not met**"
 
+    # Scenarios with fewer threads than connections have their own goal
+    # (issue #12, goals_fewer_threads).
+    keys = {s.key for s in scns if not s.fewer_threads}
+    scns = [s for s in scns if s.key in keys]
+    sysc = {k: v for k, v in sysc.items() if k in keys}
+    if not scns and not ngx:
+        return ["## Targets (issue #5)", "", "No scenario of issue #5 in this run."]
     small = [s for s in scns if not s.big]
     big = [s for s in scns if s.big]
     ratios = {}
@@ -644,7 +722,60 @@ def targets(scns, results, sysc, ngx):
     return L
 
 
+def goals_fewer_threads(scns, results, sysc, full):
+    """Issue #12's goal for the scenarios with fewer threads than
+    connections: ours at least 0.8x the epoll limit's req/s, and at most one
+    system call per request more than it."""
+    fewer = [s for s in scns if s.fewer_threads]
+    if not fewer:
+        return []
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+
+    def why(key, v):
+        return next(x["reason"] for x in full[key][v] if x.get("cannot_serve"))
+
+    L = ["## Fewer threads than connections (issue #12), checked on these medians", "",
+         "Goal: ours at least 0.8x the epoll limit (`canned -E 2`) in req/s, and at most one "
+         "system call per request more than it.", ""]
+    for s in fewer:
+        r = results[s.key]
+        lim = med([x["rps"] for x in r["limit-epoll"]])
+        sc = sysc.get(s.key) or {}
+        if unable(full[s.key]["ours"]):
+            L.append(f"* `{s.key}`: **not met** — ours cannot serve it ({why(s.key, 'ours')}).")
+        else:
+            ours = med([x["rps"] for x in r["ours"]])
+            rel = ours / lim if ours is not None and lim else None
+            L.append(f"* `{s.key}` req/s at least 0.8x the epoll limit: "
+                     f"{verdict(rel is not None and rel >= 0.8)} — ours {fmt(ours)}, limit "
+                     f"{fmt(lim)} ({'-' if rel is None else f'{rel:.2f}'}).")
+            o, l = sc.get("ours"), sc.get("limit-epoll")
+            if o and l:
+                L.append(f"* `{s.key}` system calls per request at most the epoll limit's + 1: "
+                         f"{verdict(round(o['total'], 2) <= round(l['total'], 2) + 1)} — ours "
+                         f"{o['total']:.2f}, limit {l['total']:.2f}.")
+            else:
+                L.append(f"* `{s.key}` system calls per request at most the epoll limit's + 1: "
+                         "not measured (--no-strace, or a strace run failed).")
+        for v in ("original",) + (("limit",) if s.canned is not None else ()):
+            if unable(full[s.key][v]):
+                L.append(f"* `{s.key}` {v}: cannot serve it ({why(s.key, v)}).")
+    return L
+
+
 def report(args, scns, results, sysc, ngx, info):
+    # A variant found unable to serve a scenario (run_variant) has no
+    # figures: its cells say so; `full` keeps its runs for the Checks.
+    full = results
+    cannot = {(k, v) for k, rv in full.items() for v, runs in rv.items() if unable(runs)}
+    results = {k: {v: ([] if (k, v) in cannot else runs) for v, runs in rv.items()}
+               for k, rv in full.items()}
+
+    def cell(key, v, text):
+        return "cannot serve" if (key, v) in cannot else text
+
     L = []
     L.append("# fcgi benchmark: ours vs Debian's libfcgi 2.4.2 vs the no-library limit")
     L.append("")
@@ -682,8 +813,10 @@ def report(args, scns, results, sysc, ngx, info):
         orig, ours = (med([x["rps"] for x in r[v]]) for v in ("original", "ours"))
         mb = med([x["mb_in_s"] + x["mb_out_s"] for x in r["ours"]])
         mark = " e" if lname == "limit-epoll" else ""
-        L.append(f"| `{s.key}`: {s.title} | {fmt(lim)}{mark} | {fmt(orig)} | {fmt(ours)} | "
-                 f"**{paired(r['ours'], r['original']):.2f}** | {ratio(ours, orig)} | "
+        pr = paired(r['ours'], r['original'])
+        L.append(f"| `{s.key}`: {s.title} | {fmt(lim)}{mark} | "
+                 f"{cell(s.key, 'original', fmt(orig))} | {cell(s.key, 'ours', fmt(ours))} | "
+                 f"**{'-' if pr is None else f'{pr:.2f}'}** | {ratio(ours, orig)} | "
                  f"{by_round(r['ours'], r['original'])} | "
                  f"{ratio(ours, lim)} | {ratio(orig, lim)} | {fmt(mb, 1)} |")
     if ngx:
@@ -695,6 +828,10 @@ def report(args, scns, results, sysc, ngx, info):
                  f"{ratio(ours, lim)} | {ratio(orig, lim)} | - |")
     L.append("")
     L.extend(targets(scns, results, sysc, ngx))
+    goals = goals_fewer_threads(scns, results, sysc, full)
+    if goals:
+        L.append("")
+        L.extend(goals)
     L.append("")
     L.append("## Latency (median over rounds of each run's p50 and p99, microseconds)")
     L.append("")
@@ -706,7 +843,8 @@ def report(args, scns, results, sysc, ngx, info):
         sets = {"limit": best_limit(r)[1], "original": r["original"], "ours": r["ours"]}
         p = {v: (med([x["lat_us"]["p50"] for x in sets[v]]), med([x["lat_us"]["p99"] for x in sets[v]]))
              for v in VARIANTS}
-        L.append(f"| `{s.key}` | " + " | ".join(f"{fmt(p[v][0], 1)} / {fmt(p[v][1], 1)}" for v in VARIANTS)
+        L.append(f"| `{s.key}` | " + " | ".join(
+                     cell(s.key, v, f"{fmt(p[v][0], 1)} / {fmt(p[v][1], 1)}") for v in VARIANTS)
                  + f" | {ratio(p['ours'][0], p['original'][0])} | {ratio(p['ours'][1], p['original'][1])} |")
     if ngx:
         p = {v: (med([x["p50"] for x in ngx[v]]), med([x["p99"] for x in ngx[v]])) for v in VARIANTS}
@@ -743,11 +881,16 @@ def report(args, scns, results, sysc, ngx, info):
         cuser = med([x["client_cpu_user_s"] * 1e6 / x["ok"] for x in lruns if x["ok"]])
         rss = {v: med([x["rss_kib"] for x in r[v]]) for v in ("original", "ours")}
         sc = sysc.get(s.key) or {}
-        scs = " / ".join(fmt(sc[v]["total"], 1) if sc.get(v) else "-" for v in VARIANTS)
-        L.append(f"| `{s.key}` | {fmt(cpu['limit'], 1)} / {fmt(cpu['original'], 1)} / "
-                 f"{fmt(cpu['ours'], 1)} | **{ratio(cpu['ours'], cpu['original'])}** | "
+        scs = " / ".join(fmt(sc_get(sc, v)["total"], 1) if sc_get(sc, v)
+                         else cell(s.key, v, "-") for v in VARIANTS)
+        L.append(f"| `{s.key}` | {fmt(cpu['limit'], 1)} / "
+                 f"{cell(s.key, 'original', fmt(cpu['original'], 1))} / "
+                 f"{cell(s.key, 'ours', fmt(cpu['ours'], 1))} | "
+                 f"**{ratio(cpu['ours'], cpu['original'])}** | "
                  f"{fmt(usr['limit'], 2)} / {fmt(usr['original'], 2)} / {fmt(usr['ours'], 2)} | "
-                 f"{fmt(client, 1)} ({fmt(cuser, 2)}) | {scs} | {fmt(rss['original'])} / {fmt(rss['ours'])} |")
+                 f"{fmt(client, 1)} ({fmt(cuser, 2)}) | {scs} | "
+                 f"{cell(s.key, 'original', fmt(rss['original']))} / "
+                 f"{cell(s.key, 'ours', fmt(rss['ours']))} |")
     if ngx:
         cpu = {v: med([x["app_cpu_us_per_req"] for x in ngx[v]]) for v in VARIANTS}
         rss = {v: med([x["rss_kib"] for x in ngx[v]]) for v in ("original", "ours")}
@@ -766,9 +909,9 @@ def report(args, scns, results, sysc, ngx, info):
                 continue
             cells = []
             for v in VARIANTS:
-                d = sc.get(v)
+                d = sc_get(sc, v)
                 if not d:
-                    cells.append("-")
+                    cells.append(cell(s.key, v, "-"))
                     continue
                 parts = sorted(d["per"].items(), key=lambda kv: -kv[1])
                 cells.append(", ".join(f"{k} {n:.2f}" for k, n in parts if n >= 0.01))
@@ -782,7 +925,14 @@ def report(args, scns, results, sysc, ngx, info):
              "streams: there the limit is not an upper bound.")
     for s in scns:
         r = results[s.key]
-        if r.get("limit-epoll"):
+        if s.fewer_threads and r.get("limit-epoll"):
+            L.append(f"* `{s.key}`: fewer app threads than connections; the limit is canned's "
+                     f"epoll mode (`canned -E 2`) alone, {fmt(med([x['rps'] for x in r['limit-epoll']]))} "
+                     f"req/s at {fmt(med([x['app_cpu_us_per_req'] for x in r['limit-epoll']]), 1)} "
+                     "us CPU/req (a thread per connection, as `canned -t` or libfcgi, answers only "
+                     "as many connections as it has threads). A variant that leaves connections "
+                     "unanswered is run once and reported as \"cannot serve\".")
+        elif r.get("limit-epoll") and r.get("limit"):
             L.append(f"* `{s.key}`: limit with threads (`canned -t 32`, the app's architecture) "
                      f"{fmt(med([x['rps'] for x in r['limit']]))} req/s at "
                      f"{fmt(med([x['app_cpu_us_per_req'] for x in r['limit']]), 1)} us CPU/req; "
@@ -807,6 +957,13 @@ def report(args, scns, results, sysc, ngx, info):
                 if x.get("disturbed"):
                     problems.append(f"`{s.key}` {v}: other processes used {x['foreign_cpus']:.2f} "
                                     "CPUs during the run (kept after the retries)")
+    unable_lines = []
+    for key, v in sorted(cannot):
+        why = next(x["reason"] for x in full[key][v] if x.get("cannot_serve"))
+        if v == "ours":
+            problems.append(f"`{key}` ours: cannot serve it ({why})")
+        else:
+            unable_lines.append(f"`{key}` {v}: cannot serve it ({why})")
     if ngx:
         for v in VARIANTS:
             for x in ngx[v]:
@@ -830,6 +987,11 @@ def report(args, scns, results, sysc, ngx, info):
                  f"(original: `{os.path.realpath(ORIG_LIB)}`, ours: "
                  f"`{expected_lib('ours')}`, a copy of target/release/libfcgi.so taken at the "
                  "start; limit: none).")
+    if unable_lines:
+        L.append("")
+        L.append("Not counted above, as expected for their architecture (one run each):")
+        L.append("")
+        L.extend("* " + u for u in unable_lines)
     L.append("")
     return "\n".join(L)
 
@@ -947,10 +1109,16 @@ def main():
     for rnd in range(args.rounds):
         order = ["limit", "original", "ours"] if rnd % 2 == 0 else ["limit", "ours", "original"]
         for s in scns:
-            for v in (["limit-epoll"] if s.canned_epoll else []) + order:
+            for v in variants_of(s, order):
+                if unable(results[s.key][v]):
+                    continue  # found unable in an earlier round: once is enough
                 for attempt in range(args.retries + 1):
                     waited["s"] += wait_quiet(args.quiet_wait)
-                    res = run_one(s, v, ports, args.duration, errlog)
+                    res = run_variant(s, v, ports, args.duration, errlog)
+                    if res.get("cannot_serve"):
+                        log(f"round {rnd + 1} {s.key:17} {v:8} CANNOT SERVE: {res['reason']}")
+                        disturbed = False
+                        break
                     disturbed = res["foreign_cpus"] > args.max_foreign
                     log(f"round {rnd + 1} {s.key:17} {v:8} {res['rps']:>10,.0f} req/s  "
                         f"p50 {res['lat_us']['p50']:8.1f} us  app {res['app_cpu_us_per_req']:6.1f} us/req  "
@@ -983,7 +1151,11 @@ def main():
             if not s.strace_n:
                 continue
             sysc[s.key] = {}
-            for v in VARIANTS:
+            for v in strace_variants(s):
+                if unable(results[s.key][v]):
+                    log(f"strace {s.key:17} {v:8} skipped: cannot serve")
+                    sysc[s.key][v] = None
+                    continue
                 waited["s"] += wait_quiet(args.quiet_wait)
                 try:
                     d = syscalls_per_request(s, v, ports, errlog)
