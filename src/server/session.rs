@@ -196,6 +196,8 @@ pub struct Session {
     params_start: Option<usize>,
     /// The room where this session's connections wait without a thread.
     room: Option<Arc<Room>>,
+    /// [`waiting::rooms_made`] when this session last looked for its room.
+    rooms_seen: usize,
 }
 
 impl Default for Session {
@@ -236,6 +238,7 @@ impl Session {
             nodelay_checked: None,
             params_start: None,
             room: None,
+            rooms_seen: 0,
         }
     }
 
@@ -317,6 +320,11 @@ impl Session {
         let lfd = listen.as_raw_fd();
         if self.room.as_ref().is_some_and(|r| !r.is_for(lfd)) {
             self.room = None;
+        }
+        if self.room.is_none() && waiting::rooms_made() != self.rooms_seen {
+            // Another thread made a room: connections may wait there.
+            self.rooms_seen = waiting::rooms_made();
+            self.room = waiting::existing_room(lfd);
         }
         // The connection of the request just finished, kept alive: its
         // next request has almost never arrived yet.
@@ -597,18 +605,21 @@ impl Session {
             };
             let waiting = Waiting::enter(state, lfd, deadline);
             let r = self.next_record(Wait::Interruptible);
-            let nudged = waiting.nudged();
-            drop(waiting);
             match r {
-                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => match nudged {
-                    Nudge::Rescue => return Err(HeadWait::Park),
-                    Nudge::Timeout => return Err(HeadError::HeadTimeout.into()),
-                    Nudge::None => {
-                        if idle && (fail_on_intr || listen::shutdown_pending()) {
-                            return Err(HeadError::Interrupted.into());
+                // Only an interrupted wait takes the nudge: a rescue left
+                // for this thread while its read succeeded stays for the
+                // next time it would wait on this connection.
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                    match waiting.nudged() {
+                        Nudge::Rescue => return Err(HeadWait::Park),
+                        Nudge::Timeout => return Err(HeadError::HeadTimeout.into()),
+                        Nudge::None => {
+                            if idle && (fail_on_intr || listen::shutdown_pending()) {
+                                return Err(HeadError::Interrupted.into());
+                            }
                         }
                     }
-                },
+                }
                 other => return Ok(other?),
             }
         }
@@ -794,11 +805,9 @@ impl Session {
             }
             let waiting = Waiting::enter(State::Stdin, -1, 0);
             let r = self.next_record(Wait::Interruptible);
-            let nudged = waiting.nudged();
-            drop(waiting);
             match r {
                 Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
-                    if nudged == Nudge::Timeout {
+                    if waiting.nudged() == Nudge::Timeout {
                         config::log(format_args!(
                             "request stdin stalled for more than {} ms (LIBFCGI_STDIN_TIMEOUT)",
                             limits().stdin_timeout_ms()

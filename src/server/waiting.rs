@@ -148,7 +148,27 @@ pub fn room(listen: RawFd) -> Option<Arc<Room>> {
     }
     let r = Arc::new(Room::new(listen, generation)?);
     rooms.push(r.clone());
+    ROOMS_MADE.fetch_add(1, Ordering::SeqCst);
     Some(r)
+}
+
+/// Rooms made so far in this process (never decreases): a session that has
+/// no room looks for one only when this moved, so threads that never had
+/// to park learn of a room another thread made, at one atomic load per
+/// request.
+static ROOMS_MADE: AtomicUsize = AtomicUsize::new(0);
+
+pub fn rooms_made() -> usize {
+    ROOMS_MADE.load(Ordering::Relaxed)
+}
+
+/// The room of `listen` if one was made (none is made here).
+pub fn existing_room(listen: RawFd) -> Option<Arc<Room>> {
+    let generation = watch::fork_generation();
+    lock(&ROOMS)
+        .iter()
+        .find(|r| r.listen == listen && r.fork_generation == generation)
+        .cloned()
 }
 
 /// What the watcher needs to know of the room of `listen`.
@@ -413,13 +433,11 @@ impl Room {
         let want = if others > 0 { 1 } else { tokens.len() };
         let waiting = Waiting::enter(State::Pool, self.listen, 0);
         let r = self.epoll.wait(&mut tokens[..want], -1);
-        let nudged = waiting.nudged();
-        drop(waiting);
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         let n = match r {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                let ours = nudged != watch::Nudge::None;
+                let ours = waiting.nudged() != watch::Nudge::None;
                 if listen::shutdown_pending() || (fail_on_intr && !ours) {
                     return Ok(None);
                 }

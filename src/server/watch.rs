@@ -486,14 +486,14 @@ fn tick(now: u64, mem: &mut Memory) {
                 l.accepting += 1;
                 l.pooler = Some(i);
             }
-            // A short wait on a connection is left alone: its input is
-            // probably on the way.
             State::Idle | State::Head if stuck => {
                 l.holders.push(i);
                 l.candidates.push((1, was.since, i));
             }
-            // Serving a request: it looks at its slot when it is done.
-            State::Busy => l.candidates.push((2, was.since, i)),
+            // Serving a request, or in a short wait on a connection (its
+            // input is probably on the way): told, not interrupted; it
+            // looks at its slot before it waits on its connection again.
+            State::Busy | State::Idle | State::Head => l.candidates.push((2, was.since, i)),
             _ => {}
         }
     }
