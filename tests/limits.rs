@@ -355,3 +355,80 @@ fn shutdown_wakes_parked_waiters_and_finishes_the_request_in_flight() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_kept_alive_connection_that_starts_a_head_and_stalls_is_closed() {
+    // The deadline starts with the first byte of the next request: held
+    // by the thread (one connection) or parked (more than threads).
+    let mut app = threaded("1", &[("LIBFCGI_HEAD_TIMEOUT", "300")]);
+    let mut conns = Vec::new();
+    for i in 0..2 {
+        let mut s = connect(&app);
+        served(&mut s, &format!("first={i}"));
+        conns.push(s);
+    }
+    let start = Instant::now();
+    for s in &mut conns {
+        s.write_all(&begin(1, true)[..3]).unwrap();
+    }
+    for s in &mut conns {
+        let (got, _) = read_to_close(s);
+        assert!(got.is_empty());
+    }
+    assert!(
+        start.elapsed() < secs(3),
+        "closed after {:?}",
+        start.elapsed()
+    );
+    app.assert_serves();
+}
+
+#[test]
+fn shutdown_ends_a_wait_for_a_request_head() {
+    // The only thread waits for the head of a silent connection; SIGTERM
+    // must not wait for the head deadline (30 s by default).
+    let app = threaded("1", &[]);
+    let _silent = connect(&app);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = app.pid() as i32;
+    let start = Instant::now();
+    // SAFETY: kill(2) on the application's process id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    loop {
+        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.contains(") Z "));
+        if gone {
+            break;
+        }
+        assert!(
+            start.elapsed() < secs(3),
+            "still waiting for the head after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_slow_but_steady_body_inside_one_record_is_not_cut() {
+    // 1,000 bytes of one STDIN record at 100 bytes every 100 ms, with a
+    // 400 ms stall limit: every wait is short, the whole is not.
+    let mut app = threaded("1", &[("LIBFCGI_STDIN_TIMEOUT", "400")]);
+    let mut s = connect(&app);
+    let mut head = begin(1, false);
+    push_record(&mut head, kind::PARAMS, 1, &[]);
+    s.write_all(&head).unwrap();
+    let mut rec = Vec::new();
+    push_record(&mut rec, kind::STDIN, 1, &[b't'; 1000]);
+    push_record(&mut rec, kind::STDIN, 1, &[]);
+    for piece in rec.chunks(100) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (got, _) = read_to_close(&mut s);
+    assert!(
+        common::contains(&got, &[b't'; 1000]),
+        "the body was cut: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    app.assert_serves();
+}

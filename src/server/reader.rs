@@ -76,24 +76,22 @@ impl InputBuffer {
         self.end - self.start
     }
 
-    /// Whether a whole record is buffered (the next `next_record` makes
-    /// no system call).
+    /// Whether the next `next_record` makes no system call: a whole record
+    /// is buffered, or a header it refuses at once (unsupported version).
     pub fn has_record(&self) -> bool {
         if self.buffered() < HEADER_LEN {
             return false;
         }
         let mut raw = [0u8; HEADER_LEN];
         raw.copy_from_slice(&self.buf[self.start..self.start + HEADER_LEN]);
-        self.buffered() >= HEADER_LEN + Header::decode(&raw).body_len()
+        let h = Header::decode(&raw);
+        !h.is_supported() || self.buffered() >= HEADER_LEN + h.body_len()
     }
 
-    /// Makes at least `need` bytes available from `start`. `Ok(false)` if
-    /// the peer closed the connection first.
-    fn fill(&mut self, fd: BorrowedFd<'_>, need: usize, wait: Wait) -> Result<bool, ReadError> {
+    /// Makes room for `need` bytes from `start` (moving or growing the
+    /// buffer), so that a record is never split by its end.
+    fn make_room(&mut self, need: usize) {
         debug_assert!(need <= INPUT_BUFFER_SIZE);
-        if self.buffered() >= need {
-            return Ok(true);
-        }
         if self.buffered() == 0 {
             // Nothing kept: read from the front, so a request is not split
             // across two reads by the end of the buffer.
@@ -109,19 +107,50 @@ impl InputBuffer {
             self.end -= self.start;
             self.start = 0;
         }
+    }
+
+    /// One read into the room after the buffered bytes. `Ok(false)` at end
+    /// of file.
+    fn read_once(&mut self, fd: BorrowedFd<'_>, wait: Wait) -> Result<bool, ReadError> {
+        let room = &mut self.buf[self.end..];
+        let n = match wait {
+            Wait::Block => sys::read(fd, room)?,
+            Wait::Interruptible => sys::read_interruptible(fd, room)?,
+            Wait::NoWait => sys::read_nonblocking(fd, room)?.ok_or(ReadError::WouldBlock)?,
+        };
+        self.end += n;
+        Ok(n > 0)
+    }
+
+    /// Makes at least `need` bytes available from `start`. `Ok(false)` if
+    /// the peer closed the connection first.
+    fn fill(&mut self, fd: BorrowedFd<'_>, need: usize, wait: Wait) -> Result<bool, ReadError> {
+        if self.buffered() >= need {
+            return Ok(true);
+        }
+        self.make_room(need);
         while self.buffered() < need {
-            let room = &mut self.buf[self.end..];
-            let n = match wait {
-                Wait::Block => sys::read(fd, room)?,
-                Wait::Interruptible => sys::read_interruptible(fd, room)?,
-                Wait::NoWait => sys::read_nonblocking(fd, room)?.ok_or(ReadError::WouldBlock)?,
-            };
-            if n == 0 {
+            if !self.read_once(fd, wait)? {
                 return Ok(false);
             }
-            self.end += n;
         }
         Ok(true)
+    }
+
+    /// One read of whatever has arrived towards the next record (room is
+    /// made for the whole record once its header is here). `Ok(false)` at
+    /// end of file. Callers that time a wait call this once per wait, so
+    /// a peer that keeps sending is never taken for a stalled one.
+    pub fn read_more(&mut self, fd: BorrowedFd<'_>, wait: Wait) -> Result<bool, ReadError> {
+        let need = if self.buffered() >= HEADER_LEN {
+            let mut raw = [0u8; HEADER_LEN];
+            raw.copy_from_slice(&self.buf[self.start..self.start + HEADER_LEN]);
+            HEADER_LEN + Header::decode(&raw).body_len()
+        } else {
+            HEADER_LEN
+        };
+        self.make_room(need);
+        self.read_once(fd, wait)
     }
 
     /// Reads the next whole record (header, content, padding). Returns its

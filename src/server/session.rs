@@ -415,7 +415,7 @@ impl Session {
             peer_eof: false,
             fresh: true,
             deadline: if timeout > 0 {
-                watch::now_ms() + timeout
+                watch::now_ms().saturating_add(timeout)
             } else {
                 0
             },
@@ -469,8 +469,13 @@ impl Session {
             self.close_connection();
             return;
         };
-        let Some(conn) = self.conn.take() else { return };
         let mid_head = self.input_buf.buffered() > 0 || self.params_start.is_some();
+        let fresh = self.conn.as_ref().is_some_and(|c| c.fresh);
+        if mid_head || fresh {
+            // A head that has begun has a deadline, parked or not.
+            self.head_deadline();
+        }
+        let Some(conn) = self.conn.take() else { return };
         let carry = mid_head.then(|| {
             let carry = Box::new(Carry {
                 input: std::mem::replace(&mut self.input_buf, spare_buffer()),
@@ -554,7 +559,7 @@ impl Session {
         let timeout = limits().head_timeout_ms();
         match self.conn.as_mut() {
             Some(c) if c.deadline == 0 && timeout > 0 => {
-                c.deadline = watch::now_ms() + timeout;
+                c.deadline = watch::now_ms().saturating_add(timeout);
                 c.deadline
             }
             Some(c) => c.deadline,
@@ -595,17 +600,22 @@ impl Session {
                     other => Ok(other?),
                 };
             }
-            if idle && listen::shutdown_pending() {
-                return Err(HeadError::Interrupted.into());
-            }
             let (state, deadline) = if idle {
                 (State::Idle, 0)
             } else {
                 (State::Head, self.head_deadline())
             };
             let waiting = Waiting::enter(state, lfd, deadline);
-            let r = self.next_record(Wait::Interruptible);
-            match r {
+            // After the slot says we wait: a shutdown requested before
+            // this point found nobody to wake.
+            if listen::shutdown_pending() {
+                return Err(HeadError::Interrupted.into());
+            }
+            // One read per wait: once part of a head has arrived, the rest
+            // is waited for as a head, with its deadline.
+            match self.read_more(Wait::Interruptible) {
+                Ok(true) => {}
+                Ok(false) => return Ok(self.next_record(Wait::Block)?), // end of file: the error
                 // Only an interrupted wait takes the nudge: a rescue left
                 // for this thread while its read succeeded stays for the
                 // next time it would wait on this connection.
@@ -613,16 +623,31 @@ impl Session {
                     match waiting.nudged() {
                         Nudge::Rescue => return Err(HeadWait::Park),
                         Nudge::Timeout => return Err(HeadError::HeadTimeout.into()),
+                        // A signal of the program's, or a shutdown: a
+                        // partial head stays with the request object and
+                        // the next accept goes on with it.
                         Nudge::None => {
-                            if idle && (fail_on_intr || listen::shutdown_pending()) {
+                            if fail_on_intr || listen::shutdown_pending() {
                                 return Err(HeadError::Interrupted.into());
                             }
                         }
                     }
                 }
-                other => return Ok(other?),
+                Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// One read on the connection (see [`InputBuffer::read_more`]).
+    fn read_more(&mut self, wait: Wait) -> Result<bool, ReadError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ReadError::Closed);
+        };
+        let r = self.input_buf.read_more(conn.fd.as_fd(), wait);
+        if matches!(r, Ok(false)) {
+            conn.peer_eof = true;
+        }
+        r
     }
 
     /// Reads BEGIN_REQUEST and the parameters, from where the connection
@@ -803,9 +828,17 @@ impl Session {
                     .next_record(Wait::Block)
                     .map_err(|e| read_error_to_stream(&e));
             }
+            // One read per wait: a body that keeps coming, however slowly,
+            // is never taken for a stalled one.
             let waiting = Waiting::enter(State::Stdin, -1, 0);
-            let r = self.next_record(Wait::Interruptible);
-            match r {
+            match self.read_more(Wait::Interruptible) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // End of file: the error that goes with it.
+                    return self
+                        .next_record(Wait::Block)
+                        .map_err(|e| read_error_to_stream(&e));
+                }
                 Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
                     if waiting.nudged() == Nudge::Timeout {
                         config::log(format_args!(
@@ -815,7 +848,7 @@ impl Session {
                         return Err(StreamError::Os(sys::code::ETIMEDOUT));
                     }
                 }
-                other => return other.map_err(|e| read_error_to_stream(&e)),
+                Err(e) => return Err(read_error_to_stream(&e)),
             }
         }
     }

@@ -68,8 +68,8 @@ pub struct Work {
     pub parked: usize,
     /// A parked connection has input (or is queued for a thread).
     pub ready: bool,
-    /// Connections that fired are queued for a thread.
-    pub queued: bool,
+    /// Connections that fired, queued for a thread.
+    pub queued: usize,
 }
 
 /// The listening socket's token in the epoll set.
@@ -173,13 +173,30 @@ pub fn existing_room(listen: RawFd) -> Option<Arc<Room>> {
 
 /// What the watcher needs to know of the room of `listen`.
 pub fn parked_work(listen: RawFd) -> Work {
-    let room = lock(&ROOMS).iter().find(|r| r.listen == listen).cloned();
-    room.map_or(Work::default(), |r| r.work())
+    if rooms_made() == 0 {
+        return Work::default(); // not even a lock taken (a fork may come)
+    }
+    existing_room(listen).map_or(Work::default(), |r| r.work())
+}
+
+/// Arms the listening socket again in the room of `listen`.
+pub fn rearm_listener(listen: RawFd) {
+    if let Some(r) = existing_room(listen) {
+        r.watch_listener();
+    }
 }
 
 /// Closes parked connections whose request head is past its deadline.
 pub fn sweep(now: u64) {
-    let rooms: Vec<Arc<Room>> = lock(&ROOMS).clone();
+    if rooms_made() == 0 {
+        return;
+    }
+    let generation = watch::fork_generation();
+    let rooms: Vec<Arc<Room>> = lock(&ROOMS)
+        .iter()
+        .filter(|r| r.fork_generation == generation)
+        .cloned()
+        .collect();
     for r in rooms {
         r.expire(now);
     }
@@ -240,14 +257,14 @@ impl Room {
         if parked == 0 {
             return Work::default();
         }
-        let queued = !lock(&self.inner).ready.is_empty();
+        let queued = lock(&self.inner).ready.len();
         #[cfg(target_os = "linux")]
         let fired = sys::readable_now(sys::AsFd::as_fd(&self.epoll));
         #[cfg(not(target_os = "linux"))]
         let fired = false;
         Work {
             parked,
-            ready: queued || fired,
+            ready: queued > 0 || fired,
             queued,
         }
     }
@@ -432,6 +449,10 @@ impl Room {
         let others = self.waiters.fetch_add(1, Ordering::SeqCst);
         let want = if others > 0 { 1 } else { tokens.len() };
         let waiting = Waiting::enter(State::Pool, self.listen, 0);
+        if listen::shutdown_pending() {
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            return Ok(None);
+        }
         let r = self.epoll.wait(&mut tokens[..want], -1);
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         let n = match r {

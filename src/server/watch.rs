@@ -130,6 +130,13 @@ static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
 unsafe extern "C" fn forked() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+    // The parent's other threads do not exist here: their slots stay
+    // claimed but never count as waiting (nor may be signalled).
+    for s in &SLOTS {
+        s.state.store(State::Busy as u8, Ordering::SeqCst);
+        s.listen.store(-1, Ordering::SeqCst);
+        s.nudge.store(0, Ordering::SeqCst);
+    }
 }
 
 /// How many times this process is a `fork()` child of the one that first
@@ -160,6 +167,9 @@ impl Claim {
                 .compare_exchange(0, tid, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         });
+        if let Some(i) = index {
+            HIGHEST_CLAIMED.fetch_max(i + 1, Ordering::SeqCst);
+        }
         let sig = WAKE_SIGNAL.load(Ordering::SeqCst);
         if sig != 0 {
             sys::unblock_signal(sig);
@@ -231,17 +241,25 @@ impl Waiting {
         }
     }
 
-    /// Takes the reason the watcher left for interrupting this wait: a
-    /// timeout only if it was meant for this wait, a rescue in any case
-    /// (it is meant for the thread).
+    /// Takes the reason the watcher left for interrupting this wait, if it
+    /// was meant for this wait (signalled for it); a rescue left for the
+    /// thread without a signal stays for [`take_rescue`]. An EINTR with no
+    /// nudge of its own came from a signal of the program's.
     pub fn nudged(&self) -> Nudge {
         let Some(s) = self.slot else {
             return Nudge::None;
         };
-        let v = s.nudge.swap(0, Ordering::SeqCst);
-        match (v & 0xff, (v >> 8) as u32 == self.seq.get()) {
-            (1, _) => Nudge::Rescue,
-            (2, true) => Nudge::Timeout,
+        let v = s.nudge.load(Ordering::SeqCst);
+        if (v >> 8) as u32 != self.seq.get()
+            || s.nudge
+                .compare_exchange(v, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return Nudge::None;
+        }
+        match v & 0xff {
+            1 => Nudge::Rescue,
+            2 => Nudge::Timeout,
             _ => Nudge::None,
         }
     }
@@ -327,13 +345,19 @@ pub fn wake_all_waiting(fallback: i32) {
     };
     let me = sys::gettid();
     for s in &SLOTS {
-        let state = State::from_u8(s.state.load(Ordering::SeqCst));
-        if matches!(state, State::Accept | State::Idle | State::Pool)
-            && s.tid.load(Ordering::SeqCst) != me
-        {
+        if waits_for_a_request(s) && s.tid.load(Ordering::SeqCst) != me {
             signal(s, sig);
         }
     }
+}
+
+/// The slot's thread waits for a request (in accept, on a connection
+/// between or inside request heads, or for parked connections).
+fn waits_for_a_request(s: &Slot) -> bool {
+    matches!(
+        State::from_u8(s.state.load(Ordering::SeqCst)),
+        State::Accept | State::Idle | State::Head | State::Pool
+    )
 }
 
 // ---- the watcher -----------------------------------------------------------
@@ -418,13 +442,16 @@ fn watch(generation: u32) {
 struct Listener {
     /// Threads that take new connections (accept, pool).
     accepting: usize,
-    /// A thread waiting for parked connections (slot index).
-    pooler: Option<usize>,
-    /// Threads that could take work: (rank, since, slot index); the
+    /// Threads in plain `accept()`.
+    in_accept: usize,
+    /// Threads waiting for parked connections: (slot index, seq).
+    poolers: Vec<(usize, u32)>,
+    /// Threads that could take work: (rank, since, slot index, seq); the
     /// lowest rank is the best choice.
-    candidates: Vec<(u8, u64, usize)>,
-    /// Threads blocked on one connection for more than [`RESCUE_AFTER_MS`].
-    holders: Vec<usize>,
+    candidates: Vec<(u8, u64, usize, u32)>,
+    /// Threads blocked on one connection for more than [`RESCUE_AFTER_MS`]:
+    /// (slot index, seq).
+    holders: Vec<(usize, u32)>,
 }
 
 /// What the watcher remembers between ticks.
@@ -441,8 +468,18 @@ fn tick(now: u64, mem: &mut Memory) {
     if sig == 0 {
         return;
     }
+    if super::listen::shutdown_pending() {
+        // A thread that checked the flag just before it blocked missed
+        // the wake-up: send it again, every tick, to each waiting thread.
+        for s in &SLOTS[..claimed()] {
+            if waits_for_a_request(s) {
+                let seq = s.seq.load(Ordering::SeqCst);
+                nudge(s, Nudge::None, seq, sig);
+            }
+        }
+    }
     let mut listeners: HashMap<RawFd, Listener> = HashMap::new();
-    for (i, s) in SLOTS.iter().enumerate() {
+    for (i, s) in SLOTS[..claimed()].iter().enumerate() {
         if s.tid.load(Ordering::Relaxed) == 0 {
             continue;
         }
@@ -480,70 +517,93 @@ fn tick(now: u64, mem: &mut Memory) {
         match state {
             State::Accept => {
                 l.accepting += 1;
-                l.candidates.push((0, was.since, i));
+                l.in_accept += 1;
+                l.candidates.push((0, was.since, i, seq));
             }
             State::Pool => {
                 l.accepting += 1;
-                l.pooler = Some(i);
+                l.poolers.push((i, seq));
             }
             State::Idle | State::Head if stuck => {
-                l.holders.push(i);
-                l.candidates.push((1, was.since, i));
+                l.holders.push((i, seq));
+                l.candidates.push((1, was.since, i, seq));
             }
             // Serving a request, or in a short wait on a connection (its
             // input is probably on the way): told, not interrupted; it
             // looks at its slot before it waits on its connection again.
-            State::Busy | State::Idle | State::Head => l.candidates.push((2, was.since, i)),
+            State::Busy | State::Idle | State::Head => l.candidates.push((2, was.since, i, 0)),
             _ => {}
         }
     }
     mem.unaccepted.retain(|fd, _| listeners.contains_key(fd));
     for (listen, mut l) in listeners {
         let room = waiting::parked_work(listen);
-        if let (true, Some(i)) = (room.queued, l.pooler) {
-            // Connections queued by a thread that took several events,
-            // while another sleeps in the wait: let it look.
-            nudge(&SLOTS[i], Nudge::Rescue, 0, sig);
+        // Connections queued by a thread that took several events, while
+        // others sleep in the wait: let as many look as there is work.
+        for &(i, seq) in l.poolers.iter().take(room.queued) {
+            nudge(&SLOTS[i], Nudge::Rescue, seq, sig);
         }
         if room.parked > 0 {
             // Connections wait without a thread: no thread should sit on
             // one connection.
-            for &i in &l.holders {
-                nudge(&SLOTS[i], Nudge::Rescue, 0, sig);
+            for &(i, seq) in &l.holders {
+                nudge(&SLOTS[i], Nudge::Rescue, seq, sig);
             }
         }
-        // Work that no thread will take by itself: parked connections
-        // with input and nobody waiting for them, or connections in the
-        // listen queue and nobody accepting (for two ticks in a row).
-        let parked_waiting = room.ready && l.pooler.is_none();
-        let unaccepted = l.accepting == 0 && sys::readable_now(sys::borrow_fd(listen));
-        let long_unaccepted = if unaccepted {
+        let pending = sys::readable_now(sys::borrow_fd(listen));
+        let long_pending = if pending {
             let since = *mem.unaccepted.entry(listen).or_insert(now);
             now - since >= TICK_MS
         } else {
             mem.unaccepted.remove(&listen);
             false
         };
-        if parked_waiting || long_unaccepted {
+        if long_pending && l.in_accept == 0 && !l.poolers.is_empty() {
+            // Threads wait in the room but none saw the connection: the
+            // room's listener is not armed (closed and opened again under
+            // the same number, for one): arm it again.
+            waiting::rearm_listener(listen);
+        }
+        // Work that no thread will take by itself: parked connections
+        // with input and nobody waiting for them, or connections in the
+        // listen queue and nobody accepting (for two ticks in a row).
+        let parked_waiting = room.ready && l.poolers.is_empty();
+        if parked_waiting || (long_pending && l.accepting == 0) {
             l.candidates.sort_unstable();
-            if let Some(&(rank, _, i)) = l.candidates.first() {
+            if let Some(&(rank, _, i, seq)) = l.candidates.first() {
                 // A thread serving a request is told, not interrupted.
                 let s = if rank == 2 { 0 } else { sig };
-                nudge(&SLOTS[i], Nudge::Rescue, 0, s);
+                nudge(&SLOTS[i], Nudge::Rescue, seq, s);
             }
         }
     }
 }
 
-/// Leaves `why` in the slot (for the wait `seq`) and interrupts the
-/// thread's wait with `sig` (0: only leave it, the thread looks later).
+/// Leaves `why` in the slot for its wait `seq`, then interrupts that wait
+/// with `sig` (0: only leave it, the thread looks later), unless the thread
+/// has moved on since the watcher looked: then no signal can reach the
+/// program's own code (but for the few instructions between this check
+/// and the signal). `Nudge::None` only signals (a shutdown wake-up).
 fn nudge(s: &Slot, why: Nudge, seq: u32, sig: i32) {
-    s.nudge
-        .store((u64::from(seq) << 8) | why as u64, Ordering::SeqCst);
-    if sig != 0 {
+    if why != Nudge::None {
+        s.nudge
+            .store((u64::from(seq) << 8) | why as u64, Ordering::SeqCst);
+    }
+    if sig != 0
+        && s.seq.load(Ordering::SeqCst) == seq
+        && State::from_u8(s.state.load(Ordering::SeqCst)) != State::Busy
+    {
         signal(s, sig);
     }
 }
+
+/// Slots ever claimed: the watcher looks at these only.
+fn claimed() -> usize {
+    HIGHEST_CLAIMED.load(Ordering::Relaxed)
+}
+
+/// One past the highest slot index ever claimed.
+static HIGHEST_CLAIMED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Stops or restarts the watcher's look at the slots (tests that check
 /// what happens without it).
