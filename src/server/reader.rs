@@ -48,6 +48,11 @@ pub struct InputBuffer {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The last read took everything the socket had (it returned less
+    /// than the room offered, or would have blocked): nothing waits unread
+    /// in the kernel but what arrived since. An edge-triggered watch of a
+    /// connection whose buffer is not drained could miss its input.
+    drained: bool,
 }
 
 impl Default for InputBuffer {
@@ -62,6 +67,7 @@ impl InputBuffer {
             buf: vec![0; INITIAL_INPUT_BUFFER_SIZE],
             start: 0,
             end: 0,
+            drained: true,
         }
     }
 
@@ -69,6 +75,17 @@ impl InputBuffer {
     pub fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
+        self.drained = true;
+    }
+
+    /// Whether the last read left nothing unread in the socket.
+    pub fn drained(&self) -> bool {
+        self.drained
+    }
+
+    /// Input may wait in the socket (a parked connection fired).
+    pub fn expect_input(&mut self) {
+        self.drained = false;
     }
 
     /// Bytes received but not yet handed out.
@@ -113,11 +130,25 @@ impl InputBuffer {
     /// of file.
     fn read_once(&mut self, fd: BorrowedFd<'_>, wait: Wait) -> Result<bool, ReadError> {
         let room = &mut self.buf[self.end..];
-        let n = match wait {
-            Wait::Block => sys::read(fd, room)?,
-            Wait::Interruptible => sys::read_interruptible(fd, room)?,
-            Wait::NoWait => sys::read_nonblocking(fd, room)?.ok_or(ReadError::WouldBlock)?,
+        let offered = room.len();
+        let got = match wait {
+            Wait::Block => sys::read(fd, room).map(Some),
+            Wait::Interruptible => sys::read_interruptible(fd, room).map(Some),
+            Wait::NoWait => sys::read_nonblocking(fd, room),
         };
+        let n = match got {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                self.drained = true;
+                return Err(ReadError::WouldBlock);
+            }
+            Err(e) => {
+                // Interrupted while waiting: nothing was there.
+                self.drained = e.kind() == std::io::ErrorKind::Interrupted;
+                return Err(e.into());
+            }
+        };
+        self.drained = n < offered;
         self.end += n;
         Ok(n > 0)
     }

@@ -108,6 +108,8 @@ struct Connection {
     /// [`watch::now_ms`] by which the request head being read must be
     /// complete (0: none started).
     deadline: u64,
+    /// Its token in the room's epoll set once it has been parked (0: never).
+    token: u64,
 }
 
 /// What a connection parked in the middle of a request head brings back
@@ -419,6 +421,7 @@ impl Session {
             } else {
                 0
             },
+            token: 0,
         });
     }
 
@@ -447,12 +450,15 @@ impl Session {
                 self.params_start = None;
             }
         }
+        // It was taken because input arrived: read before parking it again.
+        self.input_buf.expect_input();
         self.conn = Some(Connection {
             fd: p.fd,
             detached: false,
             peer_eof: false,
             fresh: p.fresh,
             deadline: p.deadline,
+            token: p.token,
         });
     }
 
@@ -498,6 +504,7 @@ impl Session {
             fresh: conn.fresh,
             deadline,
             carry,
+            token: conn.token,
         });
     }
 
@@ -585,12 +592,15 @@ impl Session {
             }
             let fresh = self.conn.as_ref().is_some_and(|c| c.fresh);
             let idle = !fresh && self.params_start.is_none() && self.input_buf.buffered() == 0;
-            if idle && watch::take_rescue() {
+            // (A connection whose last read may have left input in the
+            // socket is read once more first: its watch in the room is
+            // edge-triggered and would not see input that is already there.)
+            if idle && kept && self.input_buf.drained() && watch::take_rescue() {
                 // Work waits that no thread takes: leave this connection.
                 return Err(HeadWait::Park);
             }
             if pooled {
-                if idle && kept {
+                if idle && kept && self.input_buf.drained() {
                     // Just served: its next request has almost never
                     // arrived yet, park it without a read.
                     return Err(HeadWait::Park);
@@ -1131,6 +1141,11 @@ impl Session {
         let done = self.peer_finished();
         self.input_buf.clear();
         let Some(conn) = self.conn.take() else { return };
+        if conn.token != 0 {
+            if let Some(room) = &self.room {
+                room.forget(&conn.fd, conn.token);
+            }
+        }
         if conn.detached || done {
             drop(conn.fd);
         } else {

@@ -42,6 +42,9 @@ pub struct Parked {
     pub deadline: u64,
     /// What it has sent of a request head that is not complete.
     pub carry: Option<Box<Carry>>,
+    /// Its token in the room's epoll set, where it stays from its first
+    /// park until it is closed (0: never parked).
+    pub token: u64,
 }
 
 impl Parked {
@@ -82,26 +85,25 @@ static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Default)]
 struct Rooms {
-    entries: HashMap<u64, Parked>,
+    /// Parked connections by token, with the number of their park.
+    entries: HashMap<u64, (u64, Parked)>,
     /// Fired connections not yet taken by a thread.
     ready: VecDeque<u64>,
-    /// Idle kept-alive connections, oldest first (stale tokens skipped).
-    idle: VecDeque<u64>,
-    /// Events for tokens not yet entered: a connection is armed before its
-    /// entry is made (no system call under the lock), so its event can come
-    /// first. Its park takes it out again; a sweep forgets the rest (events
-    /// of connections closed at a deadline just after they fired) when no
-    /// park is under way.
+    /// Idle kept-alive connections, oldest first: (token, park number);
+    /// entries parked again since, or taken, are skipped.
+    idle: VecDeque<(u64, u64)>,
+    /// Parks so far (numbers the parks of one connection).
+    parks: u64,
+    /// Events of connections not parked at the moment: input that arrived
+    /// while a thread held the connection (or between its registration and
+    /// its entry). Its next park makes it ready at once; its close forgets
+    /// it (as do a deadline, an eviction or a refusal).
     early: HashSet<u64>,
 }
 
 impl Rooms {
     fn remove(&mut self, token: u64) -> Option<Parked> {
-        self.entries.remove(&token)
-    }
-
-    fn fired_early(&mut self, token: u64) -> bool {
-        self.early.remove(&token)
+        self.entries.remove(&token).map(|(_, p)| p)
     }
 }
 
@@ -113,8 +115,6 @@ pub struct Room {
     fork_generation: u32,
     inner: Mutex<Rooms>,
     parked: AtomicUsize,
-    /// Parks between arming a connection and entering it.
-    arming: AtomicUsize,
     /// Threads in [`Room::take`]'s wait.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     waiters: AtomicUsize,
@@ -219,7 +219,6 @@ impl Room {
             fork_generation,
             inner: Mutex::new(Rooms::default()),
             parked: AtomicUsize::new(0),
-            arming: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
         })
     }
@@ -282,42 +281,52 @@ impl Room {
     /// Parks a connection. At the waiting limit the oldest idle kept-alive
     /// connection (of this room) is closed first; if none is left, this
     /// connection is closed (refused).
-    pub fn park(&self, parked: Parked) {
-        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-        // Armed first, outside the lock: the descriptor is still ours.
-        self.arming.fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = self.arm(&parked.fd, token) {
-            self.arming.fetch_sub(1, Ordering::SeqCst);
-            drop(parked);
-            config::log(format_args!("connection dropped: cannot wait for it: {e}"));
-            return;
+    pub fn park(&self, mut parked: Parked) {
+        // A connection parked for the first time enters the epoll set,
+        // outside the lock (the descriptor is still ours), and stays there:
+        // its later parks make no system call.
+        let first = parked.token == 0;
+        if first {
+            parked.token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.register(&parked.fd, parked.token) {
+                drop(parked);
+                config::log(format_args!("connection dropped: cannot wait for it: {e}"));
+                return;
+            }
         }
+        let token = parked.token;
         let mut evicted = Vec::new();
         let mut refused = None;
         {
             let mut st = lock(&self.inner);
             let max = limits().max_waiting();
             while WAITING_TOTAL.load(Ordering::Relaxed) >= max {
-                let Some(t) = st.idle.pop_front() else { break };
-                if let Some(p) = st.remove(t) {
-                    self.count(-1);
-                    evicted.push(p);
+                let Some((t, n)) = st.idle.pop_front() else {
+                    break;
+                };
+                if st.entries.get(&t).is_some_and(|(m, _)| *m == n) {
+                    if let Some(p) = st.remove(t) {
+                        st.early.remove(&t);
+                        self.count(-1);
+                        evicted.push(p);
+                    }
                 }
             }
             if WAITING_TOTAL.load(Ordering::Relaxed) >= max {
-                st.fired_early(token);
+                st.early.remove(&token);
                 refused = Some(parked);
             } else {
+                st.parks += 1;
+                let n = st.parks;
                 if parked.is_idle() {
-                    st.idle.push_back(token);
+                    st.idle.push_back((token, n));
                 }
-                if st.fired_early(token) {
+                if st.early.remove(&token) {
                     st.ready.push_back(token);
                 }
-                st.entries.insert(token, parked);
+                st.entries.insert(token, (n, parked));
                 self.count(1);
             }
-            self.arming.fetch_sub(1, Ordering::SeqCst);
         }
         if !evicted.is_empty() {
             let n = evicted.len();
@@ -339,40 +348,47 @@ impl Room {
         }
     }
 
-    /// Arms `fd` for one event with `token` (it may have been in the set
-    /// before, disarmed).
+    /// Puts `fd` in the epoll set for good, with `token`.
     #[cfg(target_os = "linux")]
-    fn arm(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
-        let fd = sys::AsFd::as_fd(fd);
-        match self.epoll.rearm(fd, token) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.epoll.add(fd, token),
-            other => other,
-        }
+    fn register(&self, fd: &OwnedFd, token: u64) -> io::Result<()> {
+        self.epoll.add_edge(sys::AsFd::as_fd(fd), token)
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn arm(&self, _fd: &OwnedFd, _token: u64) -> io::Result<()> {
+    fn register(&self, _fd: &OwnedFd, _token: u64) -> io::Result<()> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
-    /// Closes parked request heads past their deadline; forgets early
-    /// events that no park will take.
+    /// A connection that was parked once is being closed by the thread
+    /// that holds it: out of the epoll set (its descriptor may live on a
+    /// little, draining), and its pending event forgotten.
+    pub fn forget(&self, fd: &OwnedFd, token: u64) {
+        #[cfg(target_os = "linux")]
+        let _ = self.epoll.remove(sys::AsFd::as_fd(fd));
+        #[cfg(not(target_os = "linux"))]
+        let _ = fd;
+        lock(&self.inner).early.remove(&token);
+    }
+
+    /// Closes parked request heads past their deadline.
     fn expire(&self, now: u64) {
         let expired: Vec<Parked> = {
             let mut st = lock(&self.inner);
-            if self.arming.load(Ordering::SeqCst) == 0 {
-                st.early.clear();
-            }
-            // Tokens of idle connections taken since.
+            // Idle entries taken or parked again since.
             let Rooms { idle, entries, .. } = &mut *st;
-            idle.retain(|t| entries.contains_key(t));
+            idle.retain(|(t, n)| entries.get(t).is_some_and(|(m, _)| m == n));
             let late: Vec<u64> = st
                 .entries
                 .iter()
-                .filter(|(_, p)| p.deadline != 0 && p.deadline <= now)
+                .filter(|(_, (_, p))| p.deadline != 0 && p.deadline <= now)
                 .map(|(&t, _)| t)
                 .collect();
-            late.into_iter().filter_map(|t| st.remove(t)).collect()
+            late.into_iter()
+                .filter_map(|t| {
+                    st.early.remove(&t);
+                    st.remove(t)
+                })
+                .collect()
         };
         if !expired.is_empty() {
             self.count(-(expired.len() as isize));
@@ -445,9 +461,10 @@ impl Room {
     #[cfg(target_os = "linux")]
     fn wait_events(&self, fail_on_intr: bool) -> io::Result<Option<bool>> {
         let mut tokens = [0u64; 8];
-        // Alone, take a few events at once; with other waiters, one each.
+        // Alone, take a few events at once; with other waiters, two each
+        // (one to serve now, one queued for whoever is free first).
         let others = self.waiters.fetch_add(1, Ordering::SeqCst);
-        let want = if others > 0 { 1 } else { tokens.len() };
+        let want = if others > 0 { 2 } else { tokens.len() };
         let waiting = Waiting::enter(State::Pool, self.listen, 0);
         if listen::shutdown_pending() {
             self.waiters.fetch_sub(1, Ordering::SeqCst);

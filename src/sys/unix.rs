@@ -658,9 +658,9 @@ impl Epoll {
         Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    fn ctl(&self, op: i32, fd: RawFd, token: u64) -> io::Result<()> {
+    fn ctl(&self, op: i32, fd: RawFd, token: u64, mode: i32) -> io::Result<()> {
         let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | mode) as u32,
             u64: token,
         };
         // SAFETY: ev is a valid epoll_event for the duration of the call.
@@ -670,12 +670,33 @@ impl Epoll {
     /// Watches `fd` for input, for one event (then it is disarmed until
     /// [`rearm`](Self::rearm)).
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token)
+        self.ctl(
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            token,
+            libc::EPOLLONESHOT,
+        )
     }
 
     /// Arms `fd` again (after its one event), with a new token.
     pub fn rearm(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), token)
+        self.ctl(
+            libc::EPOLL_CTL_MOD,
+            fd.as_raw_fd(),
+            token,
+            libc::EPOLLONESHOT,
+        )
+    }
+
+    /// Watches `fd` for as long as it stays in the set: one event each time
+    /// input arrives (edge-triggered; one at once if input is there now).
+    pub fn add_edge(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token, libc::EPOLLET)
+    }
+
+    /// Stops watching `fd`.
+    pub fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
     }
 
     /// Waits for events; returns their tokens in `tokens` (its length is
