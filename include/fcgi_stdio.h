@@ -58,7 +58,10 @@ DLLAPI int FCGI_Accept(void);
 /**
  * Finishes the current request (a no-op in CGI mode or with no request):
  * unsets the three streams and gives the process its own environment back
- * (libfcgi set `environ` to NULL).
+ * (libfcgi set `environ` to NULL). Runs at exit; if `FCGI_Accept` is
+ * waiting for the next request then (exit() called from a signal handler
+ * or another thread), there is no request to finish and it does not wait
+ * for one.
  */
 DLLAPI void FCGI_Finish(void);
 

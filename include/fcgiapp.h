@@ -244,6 +244,11 @@ int FCGX_Accept(struct FCGX_Stream **in,
 
 /**
  * Finishes the request accepted by `FCGX_Accept`.
+ *
+ * Does nothing while `FCGX_Accept` is at work (waiting for the next
+ * request), as when exit() runs this from a signal handler or another
+ * thread: accept began by finishing the previous request, and waiting for
+ * it could keep the process from ending.
  */
 DLLAPI void FCGX_Finish(void);
 
