@@ -128,7 +128,7 @@ static WAKE_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// thread are the parent's.
 static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
-unsafe extern "C" fn forked() {
+extern "C" fn forked() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
     // The parent's other threads do not exist here: their slots stay
     // claimed but never count as waiting (nor may be signalled).

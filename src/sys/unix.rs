@@ -462,7 +462,7 @@ pub fn unix_listener(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
 }
 
 /// Registers `handler` to run in the child after every `fork()`.
-pub fn on_fork_child(handler: unsafe extern "C" fn()) {
+pub fn on_fork_child(handler: extern "C" fn()) {
     // SAFETY: registering a function that lives as long as the library;
     // failure (ENOMEM) only loses the notification.
     unsafe { libc::pthread_atfork(None, None, Some(handler)) };

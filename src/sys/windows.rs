@@ -184,7 +184,7 @@ pub fn gettid() -> i32 {
 pub fn signal_thread(_tid: i32, _sig: i32) {}
 
 /// Windows has no `fork()`: nothing to register.
-pub fn on_fork_child(_handler: unsafe extern "C" fn()) {}
+pub fn on_fork_child(_handler: extern "C" fn()) {}
 
 /// This process's id.
 pub fn getpid() -> i32 {
