@@ -354,6 +354,55 @@ impl Session {
         }
     }
 
+    // ---- connections the caller accepted -----------------------------------
+
+    /// Serves requests from a connection the caller accepted itself (from
+    /// its own event loop, or one end of a `socketpair`): finishes the
+    /// current request and closes its connection, takes `fd`, and reads
+    /// the first request head from it. `Ok(true)`: a request is ready.
+    /// `Ok(false)`: the connection ended without a complete head; it is
+    /// closed, and a peer that broke the protocol is logged. The wait
+    /// blocks (the head timeout applies): such a connection never waits
+    /// without a thread. Errors: EINTR once a shutdown is requested.
+    pub fn accept_connection(&mut self, fd: OwnedFd) -> io::Result<bool> {
+        self.finish();
+        self.close_connection();
+        self.take_connection(fd);
+        self.next_on_connection()
+    }
+
+    /// Finishes the current request, then reads the next request head on
+    /// the same connection, if the peer kept it open (FCGI_KEEP_CONN).
+    /// `Ok(false)`: there is no connection any more, or it ended without a
+    /// complete head (as for [`Session::accept_connection`]).
+    pub fn next_on_connection(&mut self) -> io::Result<bool> {
+        self.finish();
+        if self.conn.is_none() {
+            return Ok(false);
+        }
+        watch::start();
+        loop {
+            match self.read_request_head(config(), -1, false, false, false) {
+                Ok(Head::Ready) => return Ok(true),
+                Ok(Head::Ended) => {
+                    self.close_connection();
+                    return Ok(false);
+                }
+                // A rescue meant for threads that serve a listener: this
+                // connection has no room to wait in, so wait on.
+                Ok(Head::Park) => {}
+                Err(HeadError::Interrupted) => {
+                    return Err(io::Error::from_raw_os_error(sys::code::EINTR));
+                }
+                Err(e) => {
+                    config::log(format_args!("connection dropped: {e}"));
+                    self.close_connection();
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
     /// Gets a connection: a parked one with input, or a new one.
     fn obtain_connection(
         &mut self,
@@ -408,11 +457,16 @@ impl Session {
                 self.nodelay_checked = Some(listen.as_raw_fd());
             }
         }
+        self.take_connection(a.fd);
+    }
+
+    /// Makes `fd` the session's connection, new: no request served yet.
+    fn take_connection(&mut self, fd: OwnedFd) {
         self.input_buf.clear();
         self.params_start = None;
         let timeout = limits().head_timeout_ms();
         self.conn = Some(Connection {
-            fd: a.fd,
+            fd,
             detached: false,
             peer_eof: false,
             fresh: true,
@@ -1223,6 +1277,41 @@ mod tests {
         // Another request object on a new listener checks again.
         let other = TcpListener::bind("127.0.0.1:0").unwrap();
         assert!(serve_one(&mut Session::new(), &other));
+    }
+
+    #[test]
+    fn a_connection_the_caller_accepted_serves_a_keep_alive_series() {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        let mut wire = Vec::new();
+        for id in [1u8, 2] {
+            // BEGIN_REQUEST (responder, keep-alive), a parameter, STDIN "hi".
+            wire.extend_from_slice(&[1, 1, 0, id, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
+            wire.extend_from_slice(&[1, 4, 0, id, 0, 5, 0, 0, 1, 2, b'X', b'y', b'=']);
+            wire.extend_from_slice(&[1, 4, 0, id, 0, 0, 0, 0]);
+            wire.extend_from_slice(&[1, 5, 0, id, 0, 2, 0, 0, b'h', b'i']);
+            wire.extend_from_slice(&[1, 5, 0, id, 0, 0, 0, 0]);
+        }
+        peer.write_all(&wire).unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut session = Session::new();
+        assert!(session.accept_connection(OwnedFd::from(ours)).unwrap());
+        for id in [1u16, 2] {
+            assert_eq!(session.request_id(), id);
+            assert_eq!(session.param(b"X"), Some(&b"y="[..]));
+            let mut body = Vec::new();
+            Stdin(&mut session).read_to_end(&mut body).unwrap();
+            assert_eq!(body, b"hi");
+            Writer(&mut session, Output::Stdout).write_all(b"ok").unwrap();
+            let more = session.next_on_connection().unwrap();
+            assert_eq!(more, id == 1);
+        }
+        let mut answer = Vec::new();
+        peer.read_to_end(&mut answer).unwrap();
+        // Each request: STDOUT "ok" (no padding), the empty STDOUT, END_REQUEST.
+        assert_eq!(answer.len(), 2 * (8 + 2 + 8 + 16), "{answer:?}");
+        assert!(!session.next_on_connection().unwrap());
     }
 
     #[test]
