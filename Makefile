@@ -57,7 +57,7 @@ demo:
 # name, so the copy below is all the renaming needed.
 WIN_TARGET ?= x86_64-pc-windows-gnu
 MINGW      ?= x86_64-w64-mingw32-
-WIN_BUILD  := target/$(WIN_TARGET)/release
+WIN_BUILD  := $(or $(CARGO_TARGET_DIR),target)/$(WIN_TARGET)/release
 WIN_OUT    ?= target/windows
 
 windows:

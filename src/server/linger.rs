@@ -14,7 +14,7 @@
 
 use super::config::config;
 use crate::sys;
-use crate::sys::{AsFd, AsRawFd, OwnedFd};
+use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -151,10 +151,7 @@ fn run(pid: i32) {
                     return true;
                 }
                 // Readable: discard what is there; EOF or an error ends the linger.
-                match sys::read_nonblocking(l.fd.as_fd(), &mut scratch) {
-                    Ok(Some(0)) | Err(_) => false,
-                    Ok(_) => true,
-                }
+                discard_input(l.fd.as_fd(), &mut scratch) != Discarded::Over
             });
         }
         let mut evicted = Vec::new();
@@ -180,6 +177,59 @@ fn run(pid: i32) {
             evicted.extend(d.queue.drain(..excess));
         }
         drop(evicted);
+    }
+}
+
+/// What [`discard_input`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Discarded {
+    /// End of file or an error: the linger is over.
+    Over,
+    /// Some bytes, thrown away.
+    Some,
+    /// Nothing to read now.
+    Nothing,
+}
+
+/// Reads and throws away what the peer sent, without waiting.
+fn discard_input(fd: BorrowedFd<'_>, scratch: &mut [u8]) -> Discarded {
+    match sys::read_nonblocking(fd, scratch) {
+        Ok(Some(0)) | Err(_) => Discarded::Over,
+        Ok(Some(_)) => Discarded::Some,
+        Ok(None) => Discarded::Nothing,
+    }
+}
+
+/// The closing thread's own linger, for `OS_Close` (whose callers expect
+/// the drain to be over when it returns): half-closes `fd` and reads and
+/// discards what the peer still sends, until it closes or the close
+/// timeout (in total, however slowly the peer trickles bytes) passes. The
+/// caller closes `fd` afterwards. Nothing happens if `fd` is not a
+/// connected socket.
+pub fn drain_now(fd: BorrowedFd<'_>) {
+    if sys::shutdown_write(fd).is_err() {
+        return;
+    }
+    let timeout = Duration::from_millis(config().close_timeout_ms.max(0) as u64);
+    let deadline = Instant::now() + timeout;
+    let mut scratch = [0u8; 4096];
+    loop {
+        match discard_input(fd, &mut scratch) {
+            Discarded::Over => return,
+            Discarded::Some if Instant::now() >= deadline => return,
+            Discarded::Some => continue,
+            Discarded::Nothing => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        match sys::poll_input(fd, ms.max(1)) {
+            Ok(true) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(false) | Err(_) => return,
+        }
     }
 }
 

@@ -76,6 +76,30 @@ impl BindAddr {
             BindAddr::Unix(path) => sys::unix_listener(path, backlog),
         }
     }
+
+    /// Connects to an application listening here (`OS_FcgiConnect`): a
+    /// blocking socket. A TCP host (none: `localhost`) is resolved and
+    /// each of its addresses tried in turn; the first that answers wins.
+    /// A host that does not resolve gives EADDRNOTAVAIL.
+    pub fn connect(&self) -> io::Result<OwnedFd> {
+        let (host, port) = match self {
+            BindAddr::Tcp { host, port } => (host.as_deref().unwrap_or("localhost"), *port),
+            BindAddr::Unix(path) => return sys::unix_connect(path),
+        };
+        let not_found = || io::Error::from_raw_os_error(sys::code::EADDRNOTAVAIL);
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|_| not_found())?
+            .collect();
+        let mut last = not_found();
+        for addr in addrs {
+            match sys::tcp_connect(addr) {
+                Ok(fd) => return Ok(fd),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
 }
 
 static SHUTDOWN_PENDING: AtomicBool = AtomicBool::new(false);

@@ -14,6 +14,8 @@
 //! }
 //! ```
 
+#[cfg(unix)]
+pub mod asyncio;
 pub mod config;
 pub mod error;
 pub mod linger;

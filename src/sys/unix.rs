@@ -20,6 +20,8 @@ pub mod code {
     pub const EINVAL: i32 = libc::EINVAL;
     pub const EADDRNOTAVAIL: i32 = libc::EADDRNOTAVAIL;
     pub const ETIMEDOUT: i32 = libc::ETIMEDOUT;
+    pub const EALREADY: i32 = libc::EALREADY;
+    pub const ENOMEM: i32 = libc::ENOMEM;
     /// Errors after which `accept()` is simply tried again.
     pub const TRANSIENT_ACCEPT: &[i32] = &[
         libc::ECONNABORTED,
@@ -566,12 +568,179 @@ pub fn add_status_flags(fd: BorrowedFd<'_>, flags: i32) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, old | flags) }).map(drop)
 }
 
-/// `poll()` on a caller-built set; EINTR is returned to the caller.
+/// One entry of a `poll()` set built by the engine ([`poll_set`]): a
+/// descriptor, the readiness wanted, and what `poll()` reported.
+#[repr(transparent)]
+pub struct PollFd(libc::pollfd);
+
+impl PollFd {
+    /// Waits for input on `fd` if `input`, for room to write if `output`.
+    pub fn new(fd: RawFd, input: bool, output: bool) -> PollFd {
+        let mut p = PollFd(libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        });
+        p.add(input, output);
+        p
+    }
+
+    /// Waits for input and/or room to write as well.
+    pub fn add(&mut self, input: bool, output: bool) {
+        if input {
+            self.0.events |= libc::POLLIN;
+        }
+        if output {
+            self.0.events |= libc::POLLOUT;
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.fd
+    }
+
+    /// What `poll()` reported: (input ready, room to write). An error or a
+    /// hang-up counts as both: the read or the write then reports it, as
+    /// after `select()`.
+    pub fn ready(&self) -> (bool, bool) {
+        let r = self.0.revents;
+        let broken = r & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0;
+        (
+            broken || r & libc::POLLIN != 0,
+            broken || r & libc::POLLOUT != 0,
+        )
+    }
+}
+
+/// `poll()` on a set of [`PollFd`]s; EINTR is returned to the caller.
 /// Returns how many entries have events.
-pub fn poll_fds(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    // SAFETY: fds is a valid, writable array of fds.len() pollfds.
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+pub fn poll_set(set: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: PollFd is a transparent wrapper of pollfd, so set is a valid,
+    // writable array of set.len() pollfds.
+    let r = unsafe {
+        libc::poll(
+            set.as_mut_ptr().cast::<libc::pollfd>(),
+            set.len() as libc::nfds_t,
+            timeout_ms,
+        )
+    };
     cvt(r).map(|n| n as usize)
+}
+
+/// Waits up to `timeout_ms` for input (or end of file, or an error) on
+/// `fd`; EINTR is returned to the caller.
+pub fn poll_input(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = [PollFd::new(fd.as_raw_fd(), true, false)];
+    poll_set(&mut p, timeout_ms).map(|n| n > 0)
+}
+
+/// One `write()`, retried after EINTR; a partial write returns its count.
+/// (`write()` itself, not `send()`: a vanished peer raises SIGPIPE, as the
+/// C callers of the OS layer expect.)
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is a readable region of buf.len() bytes.
+        let r = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        match cvt_size(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// [`write`] until all of `buf` is written (at least one call, even for
+/// an empty `buf`). An error after some bytes returns their count (the
+/// next call reports it); an error before any byte is returned.
+pub fn write_most(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let mut done = 0;
+    loop {
+        match write(fd, &buf[done..]) {
+            Ok(n) => {
+                done += n;
+                if n == 0 || done >= buf.len() {
+                    return Ok(done);
+                }
+            }
+            Err(_) if done > 0 => return Ok(done),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Closes the descriptor numbered `fd`. Linux releases the number even
+/// when `close()` reports EINTR, so that counts as success.
+///
+/// # Safety
+/// The caller owns `fd` and nothing uses the number afterwards (it may be
+/// handed out again at once).
+pub unsafe fn close(fd: RawFd) -> io::Result<()> {
+    // SAFETY: the caller hands the descriptor over per the contract above.
+    match cvt(unsafe { libc::close(fd) }) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Starts the program at `path` as a FastCGI application (`OS_SpawnChild`):
+/// forks; the child gets `listen_fd` as its fd 0, fds 1 and 2 closed, the
+/// same environment, and `argv = {path, NULL}`. Returns in the parent at
+/// once (the child is not waited for). EBADF if `listen_fd` is not open.
+pub fn spawn_fastcgi_child(path: &std::ffi::CStr, listen_fd: RawFd) -> io::Result<()> {
+    if !is_open(listen_fd) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // Built before fork(): the child must not allocate.
+    let argv: [*const libc::c_char; 2] = [path.as_ptr(), std::ptr::null()];
+    // SAFETY: fork() has no preconditions; the child runs only exec_child,
+    // which makes async-signal-safe calls and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: this is the freshly forked child; argv is {path, NULL}
+        // with path a NUL-terminated string that the copied memory holds.
+        unsafe { exec_child(&argv, listen_fd) }
+    }
+    cvt(pid).map(drop)
+}
+
+/// The child's side of [`spawn_fastcgi_child`]: puts the listening socket
+/// on fd 0, closes fds 1 and 2 (the FastCGI convention), and runs the
+/// program; if that fails, exits with errno as its status (as libfcgi).
+/// Only async-signal-safe calls: this runs between `fork()` and `exec()`
+/// in a copy of a possibly multi-threaded process.
+///
+/// # Safety
+/// Called only in a freshly forked child; `argv` is `[path, NULL]` with
+/// `path` a NUL-terminated string.
+unsafe fn exec_child(argv: &[*const libc::c_char; 2], listen_fd: RawFd) -> ! {
+    // SAFETY: each call is an async-signal-safe system call on plain
+    // integers or on argv, which the parent built before fork().
+    unsafe {
+        if listen_fd != 0 {
+            if libc::dup2(listen_fd, 0) < 0 {
+                libc::_exit(exec_failure_status(*libc::__errno_location()));
+            }
+            libc::close(listen_fd);
+        } else {
+            // Make sure the socket survives exec.
+            libc::fcntl(0, libc::F_SETFD, 0);
+        }
+        if listen_fd != 1 {
+            libc::close(1);
+        }
+        if listen_fd != 2 {
+            libc::close(2);
+        }
+        libc::execv(argv[0], argv.as_ptr());
+        libc::_exit(exec_failure_status(*libc::__errno_location()))
+    }
+}
+
+/// The child's exit status when exec fails: errno, as libfcgi did.
+fn exec_failure_status(errno: i32) -> i32 {
+    match errno & 0xff {
+        0 => 127,
+        e => e,
+    }
 }
 
 /// A connected TCP socket to `addr`: blocking and, like libfcgi's, not
@@ -623,13 +792,9 @@ pub fn tcp_connect(addr: SocketAddr) -> io::Result<OwnedFd> {
 /// After `connect()` returned EINTR the connection attempt continues in
 /// the kernel: wait until the socket is writable, then read its outcome.
 fn finish_interrupted_connect(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut p = [libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    }];
+    let mut p = [PollFd::new(fd.as_raw_fd(), false, true)];
     loop {
-        match poll_fds(&mut p, -1) {
+        match poll_set(&mut p, -1) {
             Ok(_) => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),

@@ -579,9 +579,25 @@ pub fn unix_connect(_path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// `closesocket()` of a socket given as the C ABI's `int` (`OS_Close`).
-pub fn close(fd: RawFd) -> io::Result<()> {
+///
+/// # Safety
+/// The caller owns the socket and nothing uses it afterwards.
+pub unsafe fn close(fd: RawFd) -> io::Result<()> {
     init();
-    // SAFETY: the caller hands the socket over; an invalid value only
-    // makes the call fail.
+    // SAFETY: the caller hands the socket over per the contract above; an
+    // invalid value only makes the call fail.
     cvt(unsafe { ws::closesocket(socket_of(fd)) }).map(drop)
+}
+
+/// Waits up to `timeout_ms` for input (or end of file, or an error) on
+/// one socket.
+pub fn poll_input(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    init();
+    poll_one(fd, ws::POLLRDNORM, timeout_ms).map(|r| r != 0)
+}
+
+/// Writes all of `buf` (the socket is blocking) and returns its length:
+/// the Unix version's signature (`OS_Write`).
+pub fn write_most(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    write_all(fd, buf).map(|()| buf.len())
 }
