@@ -740,10 +740,9 @@ impl Session {
                 continue;
             }
             let Some(params_start) = self.params_start else {
-                if h.kind != kind::BEGIN_REQUEST {
-                    continue; // left over from a finished request: its id is inactive
-                }
-                if !self.begin_request(h, r)? {
+                // Any other record is left over from a finished request:
+                // its id is inactive.
+                if h.kind == kind::BEGIN_REQUEST && !self.begin_request(h, r)? {
                     return Ok(Head::Ended);
                 }
                 continue;
@@ -752,51 +751,71 @@ impl Session {
                 self.answer_other_id(h).map_err(HeadError::Write)?;
                 continue;
             }
-            match h.kind {
-                kind::PARAMS if r.is_empty() => {
-                    self.params_start = None;
-                    protocol::pairs_to_env(
-                        &mut self.env,
-                        params_start,
-                        &mut self.env_entries,
-                        limits().max_params(),
-                    )?;
-                    if let Some(c) = self.conn.as_mut() {
-                        c.fresh = false;
-                        c.deadline = 0;
-                    }
-                    self.input.reset();
-                    self.stdout.reset();
-                    self.stderr.reset();
-                    self.app_status = 0;
-                    self.end_sent = false;
-                    self.active = true;
-                    return Ok(Head::Ready);
-                }
-                kind::PARAMS => {
-                    if self.env.len() - params_start + r.len() > cfg.max_params_size {
-                        return Err(HeadError::ParamsTooLarge(cfg.max_params_size));
-                    }
-                    self.env.extend_from_slice(self.input_buf.get(r));
-                }
-                kind::ABORT_REQUEST => {
-                    let end = EndRequest {
-                        app_status: 0,
-                        protocol_status: status::REQUEST_COMPLETE,
-                    };
-                    self.send(&end.record(self.id)).map_err(HeadError::Write)?;
-                    self.params_start = None;
-                    if !self.keep_conn {
-                        return Ok(Head::Ended);
-                    }
-                }
-                _ => {
-                    return Err(HeadError::Protocol(
-                        "record of the request before the end of FCGI_PARAMS",
-                    ));
-                }
+            if let Some(head) = self.head_request_record(cfg, h, r, params_start)? {
+                return Ok(head);
             }
         }
+    }
+
+    /// A record of the request whose head is being read (after its
+    /// BEGIN_REQUEST, before the end of its FCGI_PARAMS): parameters, their
+    /// end (the request is ready), or an abort. `None`: the head goes on.
+    fn head_request_record(
+        &mut self,
+        cfg: &Config,
+        h: Header,
+        r: Range<usize>,
+        params_start: usize,
+    ) -> Result<Option<Head>, HeadError> {
+        match h.kind {
+            kind::PARAMS if r.is_empty() => {
+                self.start_request(params_start)?;
+                Ok(Some(Head::Ready))
+            }
+            kind::PARAMS => {
+                if self.env.len() - params_start + r.len() > cfg.max_params_size {
+                    return Err(HeadError::ParamsTooLarge(cfg.max_params_size));
+                }
+                self.env.extend_from_slice(self.input_buf.get(r));
+                Ok(None)
+            }
+            kind::ABORT_REQUEST => {
+                let end = EndRequest {
+                    app_status: 0,
+                    protocol_status: status::REQUEST_COMPLETE,
+                };
+                self.send(&end.record(self.id)).map_err(HeadError::Write)?;
+                self.params_start = None;
+                Ok((!self.keep_conn).then_some(Head::Ended))
+            }
+            _ => Err(HeadError::Protocol(
+                "record of the request before the end of FCGI_PARAMS",
+            )),
+        }
+    }
+
+    /// The end of FCGI_PARAMS: indexes the parameters that start at
+    /// `params_start` in `env` and makes the request active, with fresh
+    /// streams.
+    fn start_request(&mut self, params_start: usize) -> Result<(), HeadError> {
+        self.params_start = None;
+        protocol::pairs_to_env(
+            &mut self.env,
+            params_start,
+            &mut self.env_entries,
+            limits().max_params(),
+        )?;
+        if let Some(c) = self.conn.as_mut() {
+            c.fresh = false;
+            c.deadline = 0;
+        }
+        self.input.reset();
+        self.stdout.reset();
+        self.stderr.reset();
+        self.app_status = 0;
+        self.end_sent = false;
+        self.active = true;
+        Ok(())
     }
 
     /// Starts a request at its BEGIN_REQUEST record. `Ok(false)`: refused

@@ -463,21 +463,34 @@ struct Memory {
 }
 
 fn tick(now: u64, mem: &mut Memory) {
-    let lim = limits();
     let sig = WAKE_SIGNAL.load(Ordering::SeqCst);
     if sig == 0 {
         return;
     }
     if super::listen::shutdown_pending() {
-        // A thread that checked the flag just before it blocked missed
-        // the wake-up: send it again, every tick, to each waiting thread.
-        for s in &SLOTS[..claimed()] {
-            if waits_for_a_request(s) {
-                let seq = s.seq.load(Ordering::SeqCst);
-                nudge(s, Nudge::None, seq, sig);
-            }
+        wake_for_shutdown(sig);
+    }
+    let listeners = survey(now, mem, sig);
+    mem.unaccepted.retain(|fd, _| listeners.contains_key(fd));
+    for (listen, l) in listeners {
+        rescue_work(listen, l, now, mem, sig);
+    }
+}
+
+/// A thread that checked the shutdown flag just before it blocked missed
+/// the wake-up: sends it again, every tick, to each waiting thread.
+fn wake_for_shutdown(sig: i32) {
+    for s in &SLOTS[..claimed()] {
+        if waits_for_a_request(s) {
+            let seq = s.seq.load(Ordering::SeqCst);
+            nudge(s, Nudge::None, seq, sig);
         }
     }
+}
+
+/// Looks at every thread's slot: interrupts the waits past their limit,
+/// and sorts the others by listening socket, into what each could do.
+fn survey(now: u64, mem: &mut Memory, sig: i32) -> HashMap<RawFd, Listener> {
     let mut listeners: HashMap<RawFd, Listener> = HashMap::new();
     for (i, s) in SLOTS[..claimed()].iter().enumerate() {
         if s.tid.load(Ordering::Relaxed) == 0 {
@@ -495,16 +508,7 @@ fn tick(now: u64, mem: &mut Memory) {
         }
         let age = now - was.since;
         let state = State::from_u8(state);
-        let timed_out = match state {
-            State::Head => {
-                let d = s.deadline.load(Ordering::Relaxed);
-                d != 0 && now >= d
-            }
-            State::Stdin => lim.stdin_timeout_ms() > 0 && age >= lim.stdin_timeout_ms(),
-            State::Write => lim.write_timeout_ms() > 0 && age >= lim.write_timeout_ms(),
-            _ => false,
-        };
-        if timed_out {
+        if past_its_limit(s, state, age, now) {
             nudge(s, Nudge::Timeout, seq, sig);
             continue;
         }
@@ -535,46 +539,64 @@ fn tick(now: u64, mem: &mut Memory) {
             _ => {}
         }
     }
-    mem.unaccepted.retain(|fd, _| listeners.contains_key(fd));
-    for (listen, mut l) in listeners {
-        let room = waiting::parked_work(listen);
-        // Connections queued by a thread that took several events, while
-        // others sleep in the wait: let as many look as there is work.
-        for &(i, seq) in l.poolers.iter().take(room.queued) {
+    listeners
+}
+
+/// Whether the wait in slot `s`, in `state` for `age` ms, has passed its
+/// limit: the request head's deadline, or the stdin or write timeout.
+fn past_its_limit(s: &Slot, state: State, age: u64, now: u64) -> bool {
+    let lim = limits();
+    match state {
+        State::Head => {
+            let d = s.deadline.load(Ordering::Relaxed);
+            d != 0 && now >= d
+        }
+        State::Stdin => lim.stdin_timeout_ms() > 0 && age >= lim.stdin_timeout_ms(),
+        State::Write => lim.write_timeout_ms() > 0 && age >= lim.write_timeout_ms(),
+        _ => false,
+    }
+}
+
+/// Sends threads of listening socket `listen` to work that waits: queued
+/// and parked connections, and connections nobody accepts.
+fn rescue_work(listen: RawFd, mut l: Listener, now: u64, mem: &mut Memory, sig: i32) {
+    let room = waiting::parked_work(listen);
+    // Connections queued by a thread that took several events, while
+    // others sleep in the wait: let as many look as there is work.
+    for &(i, seq) in l.poolers.iter().take(room.queued) {
+        nudge(&SLOTS[i], Nudge::Rescue, seq, sig);
+    }
+    if room.parked > 0 {
+        // Connections wait without a thread: no thread should sit on
+        // one connection.
+        for &(i, seq) in &l.holders {
             nudge(&SLOTS[i], Nudge::Rescue, seq, sig);
         }
-        if room.parked > 0 {
-            // Connections wait without a thread: no thread should sit on
-            // one connection.
-            for &(i, seq) in &l.holders {
-                nudge(&SLOTS[i], Nudge::Rescue, seq, sig);
-            }
-        }
-        let pending = sys::readable_now(sys::borrow_fd(listen));
-        let long_pending = if pending {
-            let since = *mem.unaccepted.entry(listen).or_insert(now);
-            now - since >= TICK_MS
-        } else {
-            mem.unaccepted.remove(&listen);
-            false
-        };
-        if long_pending && l.in_accept == 0 && !l.poolers.is_empty() {
-            // Threads wait in the room but none saw the connection: the
-            // room's listener is not armed (closed and opened again under
-            // the same number, for one): arm it again.
-            waiting::rearm_listener(listen);
-        }
-        // Work that no thread will take by itself: parked connections
-        // with input and nobody waiting for them, or connections in the
-        // listen queue and nobody accepting (for two ticks in a row).
-        let parked_waiting = room.ready && l.poolers.is_empty();
-        if parked_waiting || (long_pending && l.accepting == 0) {
-            l.candidates.sort_unstable();
-            if let Some(&(rank, _, i, seq)) = l.candidates.first() {
-                // A thread serving a request is told, not interrupted.
-                let s = if rank == 2 { 0 } else { sig };
-                nudge(&SLOTS[i], Nudge::Rescue, seq, s);
-            }
+    }
+    let pending = sys::readable_now(sys::borrow_fd(listen));
+    let long_pending = if pending {
+        let since = *mem.unaccepted.entry(listen).or_insert(now);
+        now - since >= TICK_MS
+    } else {
+        mem.unaccepted.remove(&listen);
+        false
+    };
+    if long_pending && l.in_accept == 0 && !l.poolers.is_empty() {
+        // Threads wait in the room but none saw the connection: the
+        // room's listener is not armed (closed and opened again under
+        // the same number, for one): arm it again.
+        waiting::rearm_listener(listen);
+    }
+    // Work that no thread will take by itself: parked connections
+    // with input and nobody waiting for them, or connections in the
+    // listen queue and nobody accepting (for two ticks in a row).
+    let parked_waiting = room.ready && l.poolers.is_empty();
+    if parked_waiting || (long_pending && l.accepting == 0) {
+        l.candidates.sort_unstable();
+        if let Some(&(rank, _, i, seq)) = l.candidates.first() {
+            // A thread serving a request is told, not interrupted.
+            let s = if rank == 2 { 0 } else { sig };
+            nudge(&SLOTS[i], Nudge::Rescue, seq, s);
         }
     }
 }
