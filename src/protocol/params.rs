@@ -238,8 +238,11 @@ mod tests {
         v
     }
 
+    /// Name-value pairs, owned.
+    type OwnedPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
     /// What `pairs_to_env` must produce, built the obvious way.
-    fn env_the_slow_way(block: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, PairError> {
+    fn env_the_slow_way(block: &[u8]) -> Result<OwnedPairs, PairError> {
         pairs(block)
             .map(|p| p.map(|(n, v)| (n.to_vec(), v.to_vec())))
             .collect()

@@ -271,7 +271,8 @@ pub fn log(msg: std::fmt::Arguments<'_>) {
         LogTarget::Off => {}
         #[cfg(unix)]
         LogTarget::Stderr => {
-            let fd = crate::sys::borrow_fd(2);
+            let stderr = std::io::stderr();
+            let fd = std::os::fd::AsFd::as_fd(&stderr);
             if crate::sys::socket_family(fd).is_err() {
                 let _ = crate::sys::write_all(fd, line.as_bytes());
             }

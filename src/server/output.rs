@@ -315,7 +315,7 @@ mod tests {
             let data: Vec<u8> = (0..n).map(|j| (i * 7 + j) as u8).collect();
             s.write(a.as_fd(), 3, &data).unwrap();
             sent.extend_from_slice(&data);
-            assert_eq!(s.pending() <= MAX_BUFFERED_RECORDS * RECORD_CHUNK, true);
+            assert!(s.pending() <= MAX_BUFFERED_RECORDS * RECORD_CHUNK);
             if flush_after.contains(&n) {
                 s.flush(a.as_fd(), 3).unwrap();
                 assert_eq!(s.pending(), 0);

@@ -416,7 +416,7 @@ impl Session {
         watch::take_rescue();
         loop {
             if let Some(room) = self.room.clone().filter(|r| r.busy()) {
-                match room.take(fail_on_intr)? {
+                match room.take(listen, fail_on_intr)? {
                     Taken::Parked(p) => {
                         self.resume(p);
                         return Ok(());

@@ -26,7 +26,9 @@ use super::session::Carry;
 use super::watch;
 #[cfg(target_os = "linux")]
 use super::watch::{State, Waiting};
-use crate::sys::{self, OwnedFd, RawFd};
+#[cfg(target_os = "linux")]
+use crate::sys;
+use crate::sys::{BorrowedFd, OwnedFd, RawFd};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -212,7 +214,7 @@ impl Room {
     #[cfg(target_os = "linux")]
     fn new(listen: RawFd, fork_generation: u32) -> Option<Room> {
         let epoll = sys::Epoll::new().ok()?;
-        epoll.add(sys::borrow_fd(listen), LISTENER).ok()?;
+        epoll.add_number(listen, LISTENER).ok()?;
         Some(Room {
             listen,
             epoll,
@@ -232,12 +234,8 @@ impl Room {
     /// opened again under the same number has left it).
     fn watch_listener(&self) {
         #[cfg(target_os = "linux")]
-        if self
-            .epoll
-            .rearm(sys::borrow_fd(self.listen), LISTENER)
-            .is_err()
-        {
-            let _ = self.epoll.add(sys::borrow_fd(self.listen), LISTENER);
+        if self.epoll.rearm_number(self.listen, LISTENER).is_err() {
+            let _ = self.epoll.add_number(self.listen, LISTENER);
         }
     }
 
@@ -419,7 +417,7 @@ impl Room {
 
     /// Waits for work: a parked connection with input, or a new connection.
     /// Returns [`Taken::Accept`] when nothing is parked any more.
-    pub fn take(&self, fail_on_intr: bool) -> io::Result<Taken> {
+    pub fn take(&self, listen: BorrowedFd<'_>, fail_on_intr: bool) -> io::Result<Taken> {
         loop {
             if listen::shutdown_pending() {
                 return Ok(Taken::Interrupted);
@@ -434,11 +432,7 @@ impl Room {
                 Some(true) => {
                     // The listening socket fired: accept one connection,
                     // then let the next waiter see the socket again.
-                    let accepted = listen::accept_one(
-                        sys::borrow_fd(self.listen),
-                        fail_on_intr,
-                        config::config(),
-                    );
+                    let accepted = listen::accept_one(listen, fail_on_intr, config::config());
                     self.watch_listener();
                     match accepted {
                         Ok(Some(a)) => return Ok(Taken::New(a)),

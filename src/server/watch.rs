@@ -573,7 +573,7 @@ fn rescue_work(listen: RawFd, mut l: Listener, now: u64, mem: &mut Memory, sig: 
             nudge(&SLOTS[i], Nudge::Rescue, seq, sig);
         }
     }
-    let pending = sys::readable_now(sys::borrow_fd(listen));
+    let pending = sys::readable_now_number(listen);
     let long_pending = if pending {
         let since = *mem.unaccepted.entry(listen).or_insert(now);
         now - since >= TICK_MS

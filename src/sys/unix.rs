@@ -833,24 +833,19 @@ impl Epoll {
     }
 
     /// Watches `fd` for input, for one event (then it is disarmed until
-    /// [`rearm`](Self::rearm)).
-    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        self.ctl(
-            libc::EPOLL_CTL_ADD,
-            fd.as_raw_fd(),
-            token,
-            libc::EPOLLONESHOT,
-        )
+    /// [`rearm_number`](Self::rearm_number)). For a listening socket known
+    /// by its number only (a waiting room's, which the threads that share
+    /// the room got from their callers): a number closed meanwhile makes
+    /// the call fail, one reused is watched in its new use; neither
+    /// touches memory.
+    pub fn add_number(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, libc::EPOLLONESHOT)
     }
 
-    /// Arms `fd` again (after its one event), with a new token.
-    pub fn rearm(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        self.ctl(
-            libc::EPOLL_CTL_MOD,
-            fd.as_raw_fd(),
-            token,
-            libc::EPOLLONESHOT,
-        )
+    /// Arms `fd` again (after its one event), with a new token (see
+    /// [`add_number`](Self::add_number)).
+    pub fn rearm_number(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, libc::EPOLLONESHOT)
     }
 
     /// Watches `fd` for as long as it stays in the set: one event each time
@@ -918,6 +913,14 @@ extern "C" fn on_wake_signal(_: libc::c_int) {
 /// SIGRTMIN and SIGRTMAX are left alone (C libraries and tools such as
 /// valgrind reserve them). `None` if every candidate is taken.
 #[cfg(target_os = "linux")]
+/// [`readable_now`] for a descriptor known by its number only (the
+/// watcher thread's view of a listening socket that other threads use): a
+/// number closed meanwhile, or reused, only gives a wrong answer.
+pub fn readable_now_number(fd: RawFd) -> bool {
+    let mut p = [PollFd::new(fd, true, false)];
+    poll_set(&mut p, 0).is_ok_and(|n| n > 0) && p[0].0.revents & libc::POLLIN != 0
+}
+
 pub fn install_wake_signal() -> Option<i32> {
     let (low, high) = (libc::SIGRTMIN() + 4, libc::SIGRTMAX() - 4);
     (low..=high).rev().find(|&sig| {

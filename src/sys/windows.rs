@@ -329,9 +329,12 @@ pub fn write_all_vectored_checked(
     write_all_vectored(fd, bufs)
 }
 
-/// Whether `fd` has input (or a pending connection) right now.
-pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
-    poll_readable(&[fd.as_raw_fd()], 0).is_ok_and(|r| r[0])
+/// Whether the socket numbered `fd` has input (or a pending connection)
+/// right now. A number known only as a number (the watcher thread's view
+/// of a listening socket that other threads use), closed meanwhile or
+/// reused, only gives a wrong answer.
+pub fn readable_now_number(fd: RawFd) -> bool {
+    poll_readable(&[fd], 0).is_ok_and(|r| r[0])
 }
 
 /// Windows has no signals to interrupt a wait.
