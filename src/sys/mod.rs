@@ -1,8 +1,22 @@
 //! The operating-system calls the engine needs, as safe functions.
 //!
-//! Together with `capi/`, this is the only place with `unsafe`. One module
-//! per platform, both with the same safe signatures, so the engine
-//! (`server/`) compiles unchanged on either:
+//! The boundary: together with `capi/`, this is the only place with
+//! `unsafe` (the engine, the codec and the client forbid it). Here it is
+//! for system calls only: each `unsafe` block is one call, or a few on the
+//! same arguments, with a `// SAFETY:` comment saying why its pointers are
+//! valid (slices and structs owned by the wrapper, built or checked just
+//! before). No logic beyond retrying EINTR and converting results to
+//! `io::Result`: state, loops and policy are in `server/`. A function is
+//! safe when no argument can make it unsound; one that is not (it takes a
+//! descriptor over, like `close`, or borrows one by number) is an `unsafe
+//! fn` with a `# Safety` section, for `capi/` to call with the C caller's
+//! promise. Raw descriptor numbers that another thread may close (a
+//! waiting room's listening socket) are only polled or watched, never
+//! read or written (`*_number` functions): a stale number gives a wrong
+//! answer, not undefined behaviour.
+//!
+//! One module per platform, both with the same safe signatures, so the
+//! engine (`server/`) compiles unchanged on either:
 //!
 //! * [`unix`](unix.rs): libc; descriptors are `int`s (`std::os::fd`).
 //! * [`windows`](windows.rs): Winsock through `windows-sys`; a socket is a
