@@ -5,8 +5,9 @@
 //! for system calls only: each `unsafe` block is one call, or a few on the
 //! same arguments, with a `// SAFETY:` comment saying why its pointers are
 //! valid (slices and structs owned by the wrapper, built or checked just
-//! before). No logic beyond retrying EINTR and converting results to
-//! `io::Result`: state, loops and policy are in `server/`. A function is
+//! before). Little logic: retrying after EINTR, finishing partial
+//! writes, converting results to `io::Result`; state, event loops and
+//! policy are in `server/`. A function is
 //! safe when no argument can make it unsound; one that is not (it takes a
 //! descriptor over, like `close`, or borrows one by number) is an `unsafe
 //! fn` with a `# Safety` section, for `capi/` to call with the C caller's
