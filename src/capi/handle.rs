@@ -89,48 +89,35 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// A new handle, boxed so the streams' back-pointers stay valid.
-    pub fn new_boxed() -> Box<Handle> {
-        let dangling = null_mut();
-        let mut h = Box::new(Handle {
+    /// A new handle on the heap, as the raw pointer that becomes
+    /// `paramsPtr`: the root from which every pointer into the handle is
+    /// derived (the streams' back-pointers and the stream pointers handed
+    /// to C), so that none of them is invalidated when a later call makes
+    /// a short-lived `&mut Handle` from the same root. The back-pointers
+    /// are written after the box is leaked, through the root itself.
+    fn new_raw() -> NonNull<Handle> {
+        let blank = |which| {
+            let owner = Owner::Request {
+                handle: null_mut(),
+                which,
+            };
+            StreamBox::new(owner, which == Which::In)
+        };
+        let boxed = Box::new(Handle {
             session: Session::new(),
-            streams: [
-                StreamBox::new(
-                    Owner::Request {
-                        handle: dangling,
-                        which: Which::In,
-                    },
-                    true,
-                ),
-                StreamBox::new(
-                    Owner::Request {
-                        handle: dangling,
-                        which: Which::Out,
-                    },
-                    false,
-                ),
-                StreamBox::new(
-                    Owner::Request {
-                        handle: dangling,
-                        which: Which::Err,
-                    },
-                    false,
-                ),
-            ],
+            streams: [blank(Which::In), blank(Which::Out), blank(Which::Err)],
             envp: Vec::new(),
         });
-        let me: *mut Handle = &mut *h;
-        for s in h.streams.iter_mut() {
-            if let Owner::Request { handle, .. } = &mut s.owner {
-                *handle = me;
+        let root = NonNull::from(Box::leak(boxed));
+        for i in 0..3 {
+            // SAFETY: root points at the handle just leaked, which nothing
+            // else refers to yet; the borrow of the owner ends at once.
+            let owner = unsafe { &mut (*root.as_ptr()).streams[i].owner };
+            if let Owner::Request { handle, .. } = owner {
+                *handle = root.as_ptr();
             }
         }
-        h
-    }
-
-    pub fn stream_ptr(&mut self, which: Which) -> *mut FCGX_Stream {
-        let i = which as usize;
-        &mut self.streams[i].c
+        root
     }
 
     /// Mirrors one stream's state into its C fields.
@@ -159,23 +146,44 @@ impl Handle {
         self.envp.push(null_mut());
     }
 
+    /// Makes `envp` an empty environment (one NULL), without freeing its
+    /// memory.
+    pub fn clear_envp(&mut self) {
+        self.envp.clear();
+        self.envp.push(null_mut());
+    }
+
     /// Copies the engine's state into the caller's `FCGX_Request`.
-    pub fn sync_request(&mut self, r: &mut FCGX_Request) {
-        for w in [Which::In, Which::Out, Which::Err] {
-            self.sync_stream(w);
-        }
-        let active = self.session.is_active();
-        r.requestId = i32::from(self.session.request_id());
-        r.role = i32::from(self.session.role());
-        r.ipcFd = self.session.connection_fd().unwrap_or(-1);
-        r.keepConnection = self.session.keep_conn() as i32;
-        r.isBeginProcessed = active as i32;
-        r.appStatus = self.session.exit_status();
+    ///
+    /// # Safety
+    /// `root` is a live handle of this module and no reference to it is
+    /// live during the call.
+    pub unsafe fn sync_request(root: NonNull<Handle>, r: &mut FCGX_Request) {
+        let active = {
+            // SAFETY: per the contract; the borrow ends with this block,
+            // before the stream pointers are derived from the root.
+            let h = unsafe { &mut *root.as_ptr() };
+            for w in [Which::In, Which::Out, Which::Err] {
+                h.sync_stream(w);
+            }
+            let active = h.session.is_active();
+            r.requestId = i32::from(h.session.request_id());
+            r.role = i32::from(h.session.role());
+            r.ipcFd = h.session.connection_fd().unwrap_or(-1);
+            r.keepConnection = h.session.keep_conn() as i32;
+            r.isBeginProcessed = active as i32;
+            r.appStatus = h.session.exit_status();
+            if active {
+                // Vec::as_mut_ptr makes no reference to the elements: the
+                // pointer stays valid until envp is rebuilt.
+                r.envp = h.envp.as_mut_ptr();
+            }
+            active
+        };
         if active {
-            r.in_ = self.stream_ptr(Which::In);
-            r.out = self.stream_ptr(Which::Out);
-            r.err = self.stream_ptr(Which::Err);
-            r.envp = self.envp.as_mut_ptr();
+            r.in_ = stream_ptr(root, Which::In);
+            r.out = stream_ptr(root, Which::Out);
+            r.err = stream_ptr(root, Which::Err);
             r.nWriters = 2;
         } else {
             r.in_ = null_mut();
@@ -186,24 +194,36 @@ impl Handle {
     }
 }
 
-/// The request's handle, created on first use. The handle lives in its own
-/// heap block, so its borrow is independent of the borrow of `r`.
-pub fn handle_of<'a>(r: &mut FCGX_Request) -> &'a mut Handle {
-    if r.paramsPtr.is_null() {
-        r.paramsPtr = Box::into_raw(Handle::new_boxed()).cast::<Params>();
+/// The C stream of `which`, derived from the root pointer without making a
+/// reference, so it has the root's provenance (see [`Handle::new_raw`]).
+fn stream_ptr(root: NonNull<Handle>, which: Which) -> *mut FCGX_Stream {
+    let offset = std::mem::offset_of!(Handle, streams)
+        + which as usize * std::mem::size_of::<StreamBox>()
+        + std::mem::offset_of!(StreamBox, c);
+    root.as_ptr().wrapping_byte_add(offset).cast::<FCGX_Stream>()
+}
+
+/// The request's handle, created on first use: the root pointer of
+/// [`Handle::new_raw`]. Reads only `paramsPtr` and dereferences nothing;
+/// each caller makes a `&mut Handle` from it for the length of one call,
+/// in an `unsafe` block whose justification is the C caller's contract (a
+/// request set up by `FCGX_InitRequest`, used by one thread at a time).
+pub fn handle_root(r: &mut FCGX_Request) -> NonNull<Handle> {
+    match NonNull::new(r.paramsPtr.cast::<Handle>()) {
+        Some(root) => root,
+        None => {
+            let root = Handle::new_raw();
+            r.paramsPtr = root.as_ptr().cast::<Params>();
+            root
+        }
     }
-    // SAFETY: paramsPtr is NULL after FCGX_InitRequest and otherwise only
-    // ever set (just above) to a Box<Handle> leaked by this module; the
-    // handle stays alive until drop_handle, which callers do not call while
-    // holding this borrow, and a request is used by one thread at a time.
-    unsafe { &mut *r.paramsPtr.cast::<Handle>() }
 }
 
 /// Frees the request's handle, if any, and clears `paramsPtr`.
 pub fn drop_handle(r: &mut FCGX_Request) {
     if let Some(p) = NonNull::new(r.paramsPtr.cast::<Handle>()) {
         r.paramsPtr = null_mut();
-        // SAFETY: p came from Box::into_raw in handle_of and is dropped once,
+        // SAFETY: p came from Box::leak in Handle::new_raw and is dropped once,
         // here, after which paramsPtr is NULL.
         drop(unsafe { Box::from_raw(p.as_ptr()) });
     }
@@ -220,27 +240,41 @@ pub enum Target<'a> {
 /// # Safety
 /// `stream` is NULL or a stream this library handed out that is still alive.
 pub unsafe fn target<'a>(stream: *mut FCGX_Stream) -> Option<Target<'a>> {
-    let sb = NonNull::new(stream.cast::<StreamBox>())?;
+    let sb = NonNull::new(stream.cast::<StreamBox>())?.as_ptr();
     // SAFETY: the caller promises a live stream from this library; every
-    // such stream is the first field of a repr(C) StreamBox.
-    let sb = unsafe { &mut *sb.as_ptr() };
-    match &mut sb.owner {
-        Owner::Request { handle, which } => {
-            let (h, w) = (*handle, *which);
-            // SAFETY: a request stream's handle owns the stream and is alive
-            // as long as the stream is; no other reference to it is live.
+    // such stream is the first field of a repr(C) StreamBox. The shared
+    // borrow of the owner ends before any other reference is made.
+    let request = match unsafe { &(*sb).owner } {
+        Owner::Request { handle, which } => Some((*handle, *which)),
+        Owner::Writer(_) => None,
+    };
+    match request {
+        Some((h, w)) => {
+            // SAFETY: a request stream's back-pointer is its handle's root
+            // pointer (Handle::new_raw); the handle owns the stream and
+            // lives as long as it does, and no other reference to it is
+            // live while a library call runs (one thread at a time).
             Some(Target::Request(unsafe { &mut *h }, w))
         }
-        Owner::Writer(w) => {
-            let w: *mut StandaloneWriter = &mut **w;
-            // SAFETY: the writer is owned by this StreamBox; the two borrows
-            // cover disjoint data (the box's C struct and the boxed writer).
-            Some(Target::Writer(unsafe { &mut *w }, &mut sb.c))
+        None => {
+            // SAFETY: as above, a live StreamBox; the writer owns its own
+            // box, and the two borrows below cover disjoint fields.
+            let StreamBox { c, owner } = unsafe { &mut *sb };
+            match owner {
+                Owner::Writer(w) => Some(Target::Writer(&mut **w, c)),
+                Owner::Request { .. } => None,
+            }
         }
     }
 }
 
-/// Borrowed fd of a standalone writer.
-pub fn writer_fd<'a>(w: &StandaloneWriter) -> Option<sys::BorrowedFd<'a>> {
-    (w.fd >= 0).then(|| sys::borrow_fd(w.fd))
+/// The descriptor of a standalone writer, borrowed for one library call;
+/// None for a negative number (a `BorrowedFd` cannot hold -1).
+///
+/// # Safety
+/// The descriptor given to `FCGX_CreateWriter` is still open (that
+/// function's contract), and the borrow ends with the current call.
+pub unsafe fn writer_fd<'a>(w: &StandaloneWriter) -> Option<sys::BorrowedFd<'a>> {
+    // SAFETY: per the contract.
+    (w.fd >= 0).then(|| unsafe { sys::borrow_fd(w.fd) })
 }

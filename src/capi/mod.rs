@@ -37,5 +37,7 @@ pub mod request;
 pub mod stdio;
 pub mod stream;
 pub mod types;
+#[cfg(all(test, unix))]
+mod tests;
 
 pub use types::*;

@@ -72,7 +72,10 @@ fn count_or_fail(r: std::io::Result<usize>) -> c_int {
 /// negative number (the caller fails with EBADF, as the system call
 /// would: a `BorrowedFd` cannot hold -1).
 fn borrow<'a>(fd: c_int) -> Option<sys::BorrowedFd<'a>> {
-    (fd >= 0).then(|| sys::borrow_fd(fd))
+    // SAFETY: every caller passes the descriptor its own C caller handed
+    // it for this call, which stays open while the call runs, and keeps
+    // the borrow no longer than the call.
+    (fd >= 0).then(|| unsafe { sys::borrow_fd(fd) })
 }
 
 /// The largest count one call reports (the result is an `int`).

@@ -2,22 +2,28 @@
 //! `FCGX_Free`, the single-threaded `FCGX_Accept`/`FCGX_Finish`,
 //! `FCGX_Attach`/`FCGX_Detach` and `FCGX_GetParam`.
 
-use super::handle::{drop_handle, handle_of};
+use super::handle::{Handle, drop_handle, handle_root};
 use super::init::ensure_init;
 use super::types::{FCGI_FAIL_ACCEPT_ON_INTR, FCGX_ParamArray, FCGX_Request, FCGX_Stream};
 use crate::sys;
+use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int};
-use std::ptr::null_mut;
+use std::io;
+use std::ptr::{NonNull, null_mut};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
-/// An always-valid empty environment, for requests that have none.
-struct EmptyEnv([*mut c_char; 1]);
-// SAFETY: the array holds one NULL pointer and is never written.
+/// The empty environment `envp` points at after `FCGX_Free` has freed the
+/// request's own: one NULL, in writable memory (C sees `char **`, and a
+/// program may store through it; a plain static would be read-only).
+struct EmptyEnv(UnsafeCell<[*mut c_char; 1]>);
+// SAFETY: the library never writes the cell; it hands out its address,
+// and reads it only when a program passes it to FCGX_GetParam. What C
+// stores there is C's to synchronise (libfcgi left a freed pointer).
 unsafe impl Sync for EmptyEnv {}
-static EMPTY_ENV: EmptyEnv = EmptyEnv([null_mut()]);
+static EMPTY_ENV: EmptyEnv = EmptyEnv(UnsafeCell::new([null_mut()]));
 
 fn empty_env() -> *mut *mut c_char {
-    EMPTY_ENV.0.as_ptr().cast_mut()
+    EMPTY_ENV.0.get().cast::<*mut c_char>()
 }
 
 /// Prepares a caller-allocated request: clears all of it, then sets the
@@ -66,31 +72,103 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
         ensure_init();
         let listen = r.listen_sock;
         let fail_on_intr = r.flags & FCGI_FAIL_ACCEPT_ON_INTR != 0;
-        let detached = r.detached != 0;
-        let h = handle_of(r);
-        h.session.set_detached(detached);
-        let result = if listen < 0 {
-            h.session.finish();
-            Err(std::io::Error::from_raw_os_error(sys::code::EBADF))
-        } else {
-            h.session.accept(sys::borrow_fd(listen), fail_on_intr)
+        let root = handle_root(r);
+        let result = {
+            // SAFETY: root is this request's live handle, and this is the
+            // only reference to it (one thread at a time, per the
+            // contract); it ends with this block, before accepted().
+            let h = unsafe { &mut *root.as_ptr() };
+            h.session.set_detached(r.detached != 0);
+            if listen < 0 {
+                h.session.finish();
+                Err(std::io::Error::from_raw_os_error(sys::code::EBADF))
+            } else {
+                // SAFETY: the program set this request up with its
+                // listening socket (FCGX_InitRequest), which stays open
+                // while the request is in use; the borrow ends with the call.
+                let listen = unsafe { sys::borrow_fd(listen) };
+                h.session.accept(listen, fail_on_intr).map(|()| true)
+            }
         };
-        match result {
-            Ok(()) => {
-                h.build_envp();
-                h.sync_request(r);
-                r.detached = 0;
-                0
-            }
-            Err(e) => {
-                h.sync_request(r);
-                // The last request's strings may have been overwritten by a
-                // request that failed half-way: no stale pointers.
-                r.envp = empty_env();
-                let code = e.raw_os_error().unwrap_or(0);
-                if code == 0 { -9999 } else { -code }
-            }
+        // SAFETY: root is the live handle and no reference to it is live.
+        unsafe { accepted(r, root, result) }
+    })
+}
+
+/// What `FCGX_Accept_r` and [`accept_connection_r`] do once the engine
+/// has a request (`Ok(true)`), none (`Ok(false)`: returns 1) or an error
+/// (a negative errno, -9999 without one): rebuilds `envp` and mirrors the
+/// engine's state into `r`. Without a request, `envp` is the handle's own
+/// empty environment: the last request's strings may have been overwritten
+/// by a request that failed half-way.
+///
+/// # Safety
+/// `root` is `r`'s live handle and no reference to it is live.
+pub(super) unsafe fn accepted(r: &mut FCGX_Request, root: NonNull<Handle>, result: io::Result<bool>) -> c_int {
+    let ready = matches!(result, Ok(true));
+    {
+        // SAFETY: per the contract; the borrow ends with this block.
+        let h = unsafe { &mut *root.as_ptr() };
+        if ready {
+            h.build_envp();
+        } else {
+            h.clear_envp();
         }
+    }
+    // SAFETY: per the contract; no reference to the handle is live.
+    unsafe { Handle::sync_request(root, r) };
+    if ready {
+        r.detached = 0;
+    } else {
+        // SAFETY: as above; read-only and brief. The handle's vector holds
+        // one NULL now, and Vec::as_mut_ptr makes no reference to it.
+        r.envp = unsafe { (*root.as_ptr()).envp.as_mut_ptr() };
+    }
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => match e.raw_os_error().unwrap_or(0) {
+            0 => -9999,
+            code => -code,
+        },
+    }
+}
+
+/// Serves a connection the caller accepted itself (one end of a
+/// `socketpair`, or a connection from its own event loop) on a request set
+/// up by `FCGX_InitRequest`: with `Some(fd)`, finishes the current request,
+/// closes its connection and takes `fd`; with `None`, finishes the current
+/// request and waits for the next one on the same connection (if the web
+/// server kept it). Returns 0 with `in`, `out`, `err` and `envp` set as
+/// after `FCGX_Accept_r`; 1 when the connection ended without a request
+/// (it is closed); a negative errno on an error (-EINTR at a shutdown).
+/// A Rust-level function, not part of the C ABI: the Miri and fuzzing
+/// harnesses use it to run the C API without a listening socket.
+///
+/// # Safety
+/// `request` is a request set up by `FCGX_InitRequest`, used by one
+/// thread at a time.
+#[doc(hidden)]
+pub unsafe fn accept_connection_r(request: *mut FCGX_Request, fd: Option<sys::OwnedFd>) -> c_int {
+    ffi_guard!(-libc::EINVAL, {
+        // SAFETY: NULL or an initialised request, per the contract.
+        let Some(r) = (unsafe { request.as_mut() }) else {
+            return -libc::EINVAL;
+        };
+        ensure_init();
+        let root = handle_root(r);
+        let result = {
+            // SAFETY: root is this request's live handle, the only
+            // reference to it; it ends with this block.
+            let h = unsafe { &mut *root.as_ptr() };
+            h.session.set_detached(r.detached != 0);
+            match fd {
+                Some(fd) => h.session.accept_connection(fd),
+                None => h.session.next_on_connection(),
+            }
+        };
+        // SAFETY: root is the live handle and no reference to it is live.
+        unsafe { accepted(r, root, result) }
     })
 }
 
@@ -111,11 +189,16 @@ pub unsafe extern "C" fn FCGX_Finish_r(request: *mut FCGX_Request) {
         if r.paramsPtr.is_null() {
             return;
         }
-        let detached = r.detached != 0;
-        let h = handle_of(r);
-        h.session.set_detached(detached);
-        h.session.finish();
-        h.sync_request(r);
+        let root = handle_root(r);
+        {
+            // SAFETY: root is this request's live handle, the only
+            // reference to it; it ends with this block.
+            let h = unsafe { &mut *root.as_ptr() };
+            h.session.set_detached(r.detached != 0);
+            h.session.finish();
+        }
+        // SAFETY: root is the live handle and no reference to it is live.
+        unsafe { Handle::sync_request(root, r) };
         if r.ipcFd < 0 {
             r.detached = 0;
         }
@@ -139,11 +222,16 @@ pub unsafe extern "C" fn FCGX_Free(request: *mut FCGX_Request, close: c_int) {
         if r.paramsPtr.is_null() {
             return;
         }
-        let detached = r.detached != 0;
-        let h = handle_of(r);
-        h.session.set_detached(detached);
-        h.session.release(close != 0);
-        h.sync_request(r);
+        let root = handle_root(r);
+        {
+            // SAFETY: root is this request's live handle, the only
+            // reference to it; it ends with this block.
+            let h = unsafe { &mut *root.as_ptr() };
+            h.session.set_detached(r.detached != 0);
+            h.session.release(close != 0);
+        }
+        // SAFETY: root is the live handle and no reference to it is live.
+        unsafe { Handle::sync_request(root, r) };
         if close != 0 {
             drop_handle(r);
             r.envp = empty_env();

@@ -7,9 +7,11 @@ use super::handle::{Owner, StandaloneWriter, StreamBox, Target, Which, target, w
 use super::types::FCGX_Stream;
 use crate::protocol::record;
 use crate::server::output::OutputStream;
+use crate::server::session::ByteSink;
 use crate::server::{Output, StreamError};
 use crate::sys;
 use std::ffi::{CStr, c_char, c_int};
+use std::mem::MaybeUninit;
 use std::ptr::null_mut;
 
 /// `EOF` of `<stdio.h>`.
@@ -44,7 +46,10 @@ unsafe fn on_stream<T>(
 }
 
 /// Reads bytes from an input stream into `buf`; 0 at EOF or for a writer.
-unsafe fn get(stream: *mut FCGX_Stream, buf: &mut [u8]) -> usize {
+///
+/// # Safety
+/// As [`target`].
+unsafe fn get<B: ByteSink + ?Sized>(stream: *mut FCGX_Stream, buf: &mut B) -> usize {
     // SAFETY: forwarded contract.
     unsafe {
         on_stream(
@@ -63,22 +68,24 @@ unsafe fn get(stream: *mut FCGX_Stream, buf: &mut [u8]) -> usize {
 }
 
 /// Writes bytes to an output stream; false on error or for a reader.
+///
+/// # Safety
+/// As [`target`].
 unsafe fn put(stream: *mut FCGX_Stream, data: &[u8]) -> bool {
+    let standalone = |wr: &mut StandaloneWriter, _: &mut FCGX_Stream| {
+        // SAFETY: a writer's descriptor is open while its stream is used
+        // (FCGX_CreateWriter's contract); the borrow ends in this call.
+        match unsafe { writer_fd(wr) } {
+            Some(fd) => wr.stream.write(fd, wr.request_id, data).is_ok(),
+            None => false,
+        }
+    };
+    let request = |h: &mut super::handle::Handle, which: Which| match which.output() {
+        Some(o) => h.session.write(o, data).is_ok(),
+        None => false,
+    };
     // SAFETY: forwarded contract.
-    unsafe {
-        on_stream(
-            stream,
-            false,
-            |h, which| match which.output() {
-                Some(o) => h.session.write(o, data).is_ok(),
-                None => false,
-            },
-            |wr, _| match writer_fd(wr) {
-                Some(fd) => wr.stream.write(fd, wr.request_id, data).is_ok(),
-                None => false,
-            },
-        )
-    }
+    unsafe { on_stream(stream, false, request, standalone) }
 }
 
 /// Reads one byte: 0..255, or EOF at end of stream, on error, or for a
@@ -91,7 +98,7 @@ pub unsafe extern "C" fn FCGX_GetChar(stream: *mut FCGX_Stream) -> c_int {
     ffi_guard!(EOF, {
         let mut b = [0u8];
         // SAFETY: forwarded contract.
-        if unsafe { get(stream, &mut b) } == 1 {
+        if unsafe { get(stream, &mut b[..]) } == 1 {
             c_int::from(b[0])
         } else {
             EOF
@@ -123,6 +130,18 @@ pub unsafe extern "C" fn FCGX_UnGetChar(c: c_int, stream: *mut FCGX_Stream) -> c
     })
 }
 
+/// The C buffer `str` of `n > 0` bytes, as memory that may not be
+/// initialised: a `&mut [u8]` over it would claim it holds values.
+///
+/// # Safety
+/// `str` is writable for `n` bytes and nothing else refers to them while
+/// the slice is used.
+unsafe fn uninit_bytes<'a>(str: *mut c_char, n: c_int) -> &'a mut [MaybeUninit<u8>] {
+    // SAFETY: per the contract; MaybeUninit<u8> has the layout of u8 and
+    // no validity requirement.
+    unsafe { std::slice::from_raw_parts_mut(str.cast::<MaybeUninit<u8>>(), n as usize) }
+}
+
 /// Reads up to `n` bytes into `str`, waiting for more input as needed.
 /// Returns the count read: less than `n` only at end of stream or on error.
 ///
@@ -138,8 +157,10 @@ pub unsafe extern "C" fn FCGX_GetStr(
         if str.is_null() || n <= 0 {
             return 0;
         }
-        // SAFETY: str is writable for n > 0 bytes per the contract.
-        let buf = unsafe { std::slice::from_raw_parts_mut(str.cast::<u8>(), n as usize) };
+        // SAFETY: str is writable for n > 0 bytes per the contract; as
+        // MaybeUninit, the bytes need hold no values yet (they are only
+        // written).
+        let buf = unsafe { uninit_bytes(str, n) };
         // SAFETY: forwarded contract.
         unsafe { get(stream, buf) as c_int }
     })
@@ -161,8 +182,10 @@ pub unsafe extern "C" fn FCGX_GetLine(
         if str.is_null() || n <= 0 {
             return null_mut();
         }
-        // SAFETY: str is writable for n > 0 bytes per the contract.
-        let buf = unsafe { std::slice::from_raw_parts_mut(str.cast::<u8>(), n as usize) };
+        // SAFETY: str is writable for n > 0 bytes per the contract; as
+        // MaybeUninit, the bytes need hold no values yet (they are only
+        // written).
+        let buf = unsafe { uninit_bytes(str, n) };
         let room = buf.len() - 1;
         let got = if room == 0 {
             0
@@ -186,7 +209,7 @@ pub unsafe extern "C" fn FCGX_GetLine(
         if got == usize::MAX || (got == 0 && room > 0) {
             return null_mut();
         }
-        buf[got] = 0;
+        buf[got].write(0);
         str
     })
 }
@@ -287,30 +310,27 @@ pub unsafe extern "C" fn FCGX_PutS(str: *const c_char, stream: *mut FCGX_Stream)
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn FCGX_FFlush(stream: *mut FCGX_Stream) -> c_int {
     ffi_guard!(-1, {
-        // SAFETY: forwarded contract.
-        let ok = unsafe {
-            on_stream(
-                stream,
-                false,
-                |h, which| match which.output() {
-                    None => true,
-                    Some(o) => {
-                        let closed = match o {
-                            Output::Stdout => h.session.stdout.closed,
-                            Output::Stderr => h.session.stderr.closed,
-                        };
-                        closed || h.session.flush(o).is_ok()
-                    }
-                },
-                |wr, _| {
-                    wr.stream.closed
-                        || match writer_fd(wr) {
-                            Some(fd) => wr.stream.flush(fd, wr.request_id).is_ok(),
-                            None => false,
-                        }
-                },
-            )
+        let request = |h: &mut super::handle::Handle, which: Which| match which.output() {
+            None => true,
+            Some(o) => {
+                let closed = match o {
+                    Output::Stdout => h.session.stdout.closed,
+                    Output::Stderr => h.session.stderr.closed,
+                };
+                closed || h.session.flush(o).is_ok()
+            }
         };
+        let standalone = |wr: &mut StandaloneWriter, _: &mut FCGX_Stream| {
+            // SAFETY: a writer's descriptor is open while its stream is
+            // used (FCGX_CreateWriter's contract); the borrow ends here.
+            wr.stream.closed
+                || match unsafe { writer_fd(wr) } {
+                    Some(fd) => wr.stream.flush(fd, wr.request_id).is_ok(),
+                    None => false,
+                }
+        };
+        // SAFETY: forwarded contract.
+        let ok = unsafe { on_stream(stream, false, request, standalone) };
         if ok { 0 } else { -1 }
     })
 }
@@ -353,7 +373,9 @@ fn close_writer(wr: &mut StandaloneWriter) -> bool {
         return wr.stream.error.is_none();
     }
     let id = wr.request_id;
-    let Some(fd) = writer_fd(wr) else {
+    // SAFETY: a writer's descriptor is open while its stream is used
+    // (FCGX_CreateWriter's contract); the borrow ends in this call.
+    let Some(fd) = (unsafe { writer_fd(wr) }) else {
         wr.stream
             .sent(Some(&std::io::Error::from_raw_os_error(sys::code::EBADF)));
         return false;
@@ -445,9 +467,13 @@ pub unsafe extern "C" fn FCGX_StartFilterData(stream: *mut FCGX_Stream) -> c_int
 /// `streamType` for `requestId` to `socket` (as cgi-fcgi does); `bufflen`
 /// is clamped to [32, 65528]. It never sends FCGI_END_REQUEST. Free it
 /// with `FCGX_FreeStream`. Returns NULL for an unknown stream type.
+///
+/// # Safety
+/// `socket` stays open (the same socket) as long as the stream is used:
+/// every write on the stream goes to it.
 #[unsafe(no_mangle)]
 #[allow(non_snake_case)]
-pub extern "C" fn FCGX_CreateWriter(
+pub unsafe extern "C" fn FCGX_CreateWriter(
     socket: c_int,
     requestId: c_int,
     bufflen: c_int,

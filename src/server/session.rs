@@ -24,9 +24,42 @@ use crate::protocol::{
 use crate::sys::{self, Peer};
 use crate::sys::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::Arc;
 use thiserror::Error;
+
+/// Memory the input streams copy into: an initialised `[u8]`, or a
+/// `[MaybeUninit<u8>]` over a C caller's buffer that may hold no values
+/// yet, which is only ever written, never read.
+pub trait ByteSink {
+    /// How many bytes fit.
+    fn room(&self) -> usize;
+    /// Copies `src` to offset `at`; `at + src.len() <= self.room()`.
+    fn put(&mut self, at: usize, src: &[u8]);
+}
+
+impl ByteSink for [u8] {
+    fn room(&self) -> usize {
+        self.len()
+    }
+
+    fn put(&mut self, at: usize, src: &[u8]) {
+        self[at..at + src.len()].copy_from_slice(src);
+    }
+}
+
+impl ByteSink for [MaybeUninit<u8>] {
+    fn room(&self) -> usize {
+        self.len()
+    }
+
+    fn put(&mut self, at: usize, src: &[u8]) {
+        for (d, &s) in self[at..at + src.len()].iter_mut().zip(src) {
+            d.write(s);
+        }
+    }
+}
 
 /// Bytes buffered for STDOUT before they are sent: a response up to 256
 /// KiB leaves in one write at `finish`, in records of 64 KiB; a larger one
@@ -938,12 +971,18 @@ impl Session {
 
     /// Reads at least one byte (blocking until a record arrives) and at most
     /// `buf.len()`. 0 at end of stream or on error (see `input.error`).
-    pub fn read_some(&mut self, buf: &mut [u8]) -> usize {
-        if buf.is_empty() || !self.active {
+    /// `buf` may be memory that is not initialised (see [`ByteSink`]).
+    pub fn read_some<B: ByteSink + ?Sized>(&mut self, buf: &mut B) -> usize {
+        self.read_some_at(buf, 0, buf.room())
+    }
+
+    /// [`Session::read_some`] into `buf[at..end]`.
+    fn read_some_at<B: ByteSink + ?Sized>(&mut self, buf: &mut B, at: usize, end: usize) -> usize {
+        if at >= end || !self.active {
             return 0;
         }
         if let Some(b) = self.input.pushback.take() {
-            buf[0] = b;
+            buf.put(at, &[b]);
             return 1;
         }
         if self.input.closed {
@@ -963,17 +1002,17 @@ impl Session {
             }
         }
         let p = self.input.pending.clone();
-        let n = p.len().min(buf.len());
-        buf[..n].copy_from_slice(self.input_buf.get(p.start..p.start + n));
+        let n = p.len().min(end - at);
+        buf.put(at, self.input_buf.get(p.start..p.start + n));
         self.input.pending.start += n;
         n
     }
 
     /// Reads until `buf` is full or the stream ends (`FCGX_GetStr`).
-    pub fn read_full(&mut self, buf: &mut [u8]) -> usize {
+    pub fn read_full<B: ByteSink + ?Sized>(&mut self, buf: &mut B) -> usize {
         let mut n = 0;
-        while n < buf.len() {
-            let got = self.read_some(&mut buf[n..]);
+        while n < buf.room() {
+            let got = self.read_some_at(buf, n, buf.room());
             if got == 0 {
                 break;
             }
@@ -984,23 +1023,24 @@ impl Session {
 
     /// Reads up to `buf.len()` bytes, stopping after the first `\n` (which is
     /// stored), or at end of stream (`FCGX_GetLine` without the NUL).
-    pub fn read_line(&mut self, buf: &mut [u8]) -> usize {
+    pub fn read_line<B: ByteSink + ?Sized>(&mut self, buf: &mut B) -> usize {
         let mut n = 0;
-        while n < buf.len() {
+        while n < buf.room() {
             if self.input.pushback.is_none() && self.input.pending.is_empty() {
                 // Let read_some fetch the next record.
-                let got = self.read_some(&mut buf[n..n + 1]);
-                if got == 0 {
+                let mut one = [0u8];
+                if self.read_some(&mut one[..]) == 0 {
                     break;
                 }
+                buf.put(n, &one);
                 n += 1;
-                if buf[n - 1] == b'\n' {
+                if one[0] == b'\n' {
                     break;
                 }
                 continue;
             }
             if let Some(b) = self.input.pushback.take() {
-                buf[n] = b;
+                buf.put(n, &[b]);
                 n += 1;
                 if b == b'\n' {
                     break;
@@ -1009,15 +1049,15 @@ impl Session {
             }
             let p = self.input.pending.clone();
             let avail = self.input_buf.get(p.clone());
-            let want = avail.len().min(buf.len() - n);
-            let take = avail[..want]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(want, |i| i + 1);
-            buf[n..n + take].copy_from_slice(&avail[..take]);
+            let want = avail.len().min(buf.room() - n);
+            let (take, newline) = match avail[..want].iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (want, false),
+            };
+            buf.put(n, &avail[..take]);
             self.input.pending.start += take;
             n += take;
-            if buf[n - 1] == b'\n' {
+            if newline {
                 break;
             }
         }

@@ -139,10 +139,13 @@ fn write_slices(
     on_progress: &dyn Fn(),
 ) -> io::Result<()> {
     let mut first = 0;
-    let mut use_send = true;
+    // Miri emulates write() on a socketpair, but not send() or sendmsg().
+    let mut use_send = !cfg!(miri);
     while first < bufs.len() {
         let r = match &bufs[first..] {
             [one] => send_one(fd, one, use_send),
+            // Nor writev(): under Miri, one write() per slice.
+            [one, ..] if cfg!(miri) => send_one(fd, one, false),
             batch => send_gathered(fd, batch, use_send),
         };
         let n = match cvt_size(r) {
@@ -465,6 +468,10 @@ pub fn unix_listener(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
 
 /// Registers `handler` to run in the child after every `fork()`.
 pub fn on_fork_child(handler: extern "C" fn()) {
+    // Miri has no pthread_atfork (and no fork).
+    if cfg!(miri) {
+        return;
+    }
     // SAFETY: registering a function that lives as long as the library;
     // failure (ENOMEM) only loses the notification.
     unsafe { libc::pthread_atfork(None, None, Some(handler)) };
@@ -498,11 +505,14 @@ pub fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
-/// Borrows a raw descriptor for the duration of a call. An invalid number
-/// only makes the system calls on it fail with EBADF.
-pub fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: BorrowedFd only requires that the fd not be -1; every use is a
-    // syscall, which reports EBADF for a closed descriptor.
+/// Borrows a raw descriptor (one the C ABI hands the library as an `int`).
+///
+/// # Safety
+/// `fd` is not -1, and it stays open, the same open file, for all of `'a`
+/// (the C caller's promise for the call that passed it): a `BorrowedFd`
+/// asserts that, and safe code may rely on it.
+pub unsafe fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: the caller's contract is BorrowedFd::borrow_raw's.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
@@ -515,6 +525,10 @@ pub fn install_signal_handlers(
     on_pipe: extern "C" fn(libc::c_int),
     on_shutdown: extern "C" fn(libc::c_int),
 ) -> Vec<i32> {
+    // Miri has no sigaction: the library runs without its handlers.
+    if cfg!(miri) {
+        return Vec::new();
+    }
     let mut installed = Vec::new();
     for (sig, handler) in [
         (libc::SIGPIPE, on_pipe),
@@ -902,6 +916,14 @@ pub fn readable_now(fd: BorrowedFd<'_>) -> bool {
     r > 0 && p.revents & libc::POLLIN != 0
 }
 
+/// [`readable_now`] for a descriptor known by its number only (the
+/// watcher thread's view of a listening socket that other threads use): a
+/// number closed meanwhile, or reused, only gives a wrong answer.
+pub fn readable_now_number(fd: RawFd) -> bool {
+    let mut p = [PollFd::new(fd, true, false)];
+    poll_set(&mut p, 0).is_ok_and(|n| n > 0) && p[0].0.revents & libc::POLLIN != 0
+}
+
 extern "C" fn on_wake_signal(_: libc::c_int) {
     // Nothing to do: delivery alone makes the blocked call return EINTR,
     // and this handler does not touch errno.
@@ -913,15 +935,11 @@ extern "C" fn on_wake_signal(_: libc::c_int) {
 /// SIGRTMIN and SIGRTMAX are left alone (C libraries and tools such as
 /// valgrind reserve them). `None` if every candidate is taken.
 #[cfg(target_os = "linux")]
-/// [`readable_now`] for a descriptor known by its number only (the
-/// watcher thread's view of a listening socket that other threads use): a
-/// number closed meanwhile, or reused, only gives a wrong answer.
-pub fn readable_now_number(fd: RawFd) -> bool {
-    let mut p = [PollFd::new(fd, true, false)];
-    poll_set(&mut p, 0).is_ok_and(|n| n > 0) && p[0].0.revents & libc::POLLIN != 0
-}
-
 pub fn install_wake_signal() -> Option<i32> {
+    // Miri has no sigaction: waits are not interrupted, as on other Unixes.
+    if cfg!(miri) {
+        return None;
+    }
     let (low, high) = (libc::SIGRTMIN() + 4, libc::SIGRTMAX() - 4);
     (low..=high).rev().find(|&sig| {
         // SAFETY: the first sigaction only reads the current disposition;

@@ -191,12 +191,15 @@ pub fn getpid() -> i32 {
     std::process::id() as i32
 }
 
-/// Borrows a socket given as the C ABI's `int` for the duration of a call.
-/// An invalid value only makes the Winsock calls on it fail.
-pub fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: BorrowedSocket only requires a value other than
-    // INVALID_SOCKET, which socket_of never returns; every use is a Winsock
-    // call, which reports WSAENOTSOCK for a value that is no socket.
+/// Borrows a socket given as the C ABI's `int`.
+///
+/// # Safety
+/// The socket stays open, the same socket, for all of `'a` (the C
+/// caller's promise for the call that passed it): a `BorrowedSocket`
+/// asserts that, and safe code may rely on it.
+pub unsafe fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: socket_of never returns INVALID_SOCKET, and the caller
+    // promises the socket stays open for 'a (BorrowedSocket's contract).
     unsafe { BorrowedSocket::borrow_raw(socket_of(fd) as RawSocket) }
 }
 
