@@ -1,6 +1,8 @@
 //! fcgi-load: a FastCGI load generator that speaks the protocol directly
 //! (no web server in between). See bench/README.md.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod engine;
 mod net;
 mod params;

@@ -8,6 +8,8 @@
 //! fcgi-client 127.0.0.1:9000 / --env --param HTTP_COOKIE=a=b --repeat 3 --keep-conn
 //! ```
 
+#![forbid(unsafe_code)]
+
 use clap::{Parser, ValueEnum};
 use fcgi::client::{Client, Request};
 use fcgi::protocol::status;
