@@ -98,6 +98,25 @@ unsafe fn env_pairs(envp: *mut *mut c_char) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// The request's environment strings as C sees them.
+///
+/// # Safety
+/// `envp` is the NULL-terminated array of a live request.
+unsafe fn raw_env(envp: *mut *mut c_char) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        // SAFETY: envp is NULL-terminated (per the contract); i stops at the NULL.
+        let p = unsafe { *envp.add(i) };
+        if p.is_null() {
+            return out;
+        }
+        // SAFETY: each entry is a NUL-terminated string of the request.
+        out.push(unsafe { CStr::from_ptr(p) }.to_bytes().to_vec());
+        i += 1;
+    }
+}
+
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
     (0..n).map(|i| b'a' + ((i as u8).wrapping_add(seed) % 26)).collect()
 }
@@ -379,7 +398,16 @@ unsafe fn serve(req: &mut FCGX_Request, env: &[(Vec<u8>, Vec<u8>)], app: &mut By
                 if let Ok(c) = CString::new(name.clone()) {
                     // SAFETY: c is NUL-terminated; envp is the request's.
                     let v = unsafe { FCGX_GetParam(c.as_ptr(), req.envp) };
-                    let want = env.iter().find(|p| p.0 == name).map(|p| p.1.clone());
+                    // libfcgi's rule: the first entry that starts with
+                    // `name=` (an entry cut short by a NUL before its '='
+                    // matches no name).
+                    let mut key = name.clone();
+                    key.push(b'=');
+                    // SAFETY: envp is the request's NULL-terminated array.
+                    let want = unsafe { raw_env(req.envp) }
+                        .into_iter()
+                        .find(|e| e.starts_with(&key))
+                        .map(|e| e[key.len()..].to_vec());
                     // SAFETY: a non-NULL result points into envp's strings.
                     let got = (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_bytes().to_vec());
                     assert_eq!(got, want, "FCGX_GetParam");
