@@ -261,7 +261,7 @@ pub unsafe fn target<'a>(stream: *mut FCGX_Stream) -> Option<Target<'a>> {
             // box, and the two borrows below cover disjoint fields.
             let StreamBox { c, owner } = unsafe { &mut *sb };
             match owner {
-                Owner::Writer(w) => Some(Target::Writer(&mut **w, c)),
+                Owner::Writer(w) => Some(Target::Writer(w, c)),
                 Owner::Request { .. } => None,
             }
         }

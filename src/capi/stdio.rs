@@ -346,8 +346,11 @@ pub unsafe extern "C" fn FCGI_fflush(fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(EOF, {
         // SAFETY: per the contract; each branch gets a valid stream.
         match unsafe { file(fp) } {
+            // SAFETY: fflush(NULL) flushes every C stream; no pointer is passed.
             File::Null => unsafe { libc::fflush(null_mut()) },
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::fflush(f) },
+            // SAFETY: s is a live stream of this library (the FCGI_FILE's contract).
             File::Fcgx(s) => unsafe { FCGX_FFlush(s) },
             File::Unset => EOF,
         }
@@ -373,7 +376,11 @@ pub unsafe extern "C" fn FCGI_freopen(
         // SAFETY: per the contract; fp is valid in every non-Null branch.
         let f = match unsafe { file(fp) } {
             File::Null => return null_mut(),
+            // SAFETY: f is the C file this FCGI_FILE wraps (open, per the contract); path and
+            // mode are NULL or NUL-terminated, as freopen accepts.
             File::Stdio(f) => unsafe { libc::freopen(path, mode, f) },
+            // SAFETY: s is a live stream of this library (the FCGI_FILE's contract), closed
+            // once; fp is a valid FCGI_FILE; path and mode are NUL-terminated.
             File::Fcgx(s) => unsafe {
                 FCGX_FClose(s);
                 (*fp).fcgx_stream = null_mut();
@@ -412,6 +419,8 @@ pub unsafe extern "C" fn FCGI_setvbuf(
     ffi_guard!(-1, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps; buf, bufmode and size are the
+            // caller's, under setvbuf's own contract.
             File::Stdio(f) => unsafe { libc::setvbuf(f, buf, bufmode, size) },
             _ => -1,
         }
@@ -452,6 +461,7 @@ pub unsafe extern "C" fn FCGI_fseek(fp: *mut FCGI_FILE, offset: c_long, whence: 
     ffi_guard!(-1, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::fseek(f, offset, whence) },
             _ => espipe(-1),
         }
@@ -467,6 +477,7 @@ pub unsafe extern "C" fn FCGI_ftell(fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(-1, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::ftell(f) as c_int },
             _ => espipe(-1),
         }
@@ -482,6 +493,7 @@ pub unsafe extern "C" fn FCGI_rewind(fp: *mut FCGI_FILE) {
     ffi_guard!((), {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::rewind(f) },
             _ => espipe(()),
         }
@@ -497,6 +509,7 @@ pub unsafe extern "C" fn FCGI_fgetpos(fp: *mut FCGI_FILE, pos: *mut libc::fpos_t
     ffi_guard!(-1, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps; pos is writable per the contract.
             File::Stdio(f) => unsafe { libc::fgetpos(f, pos) },
             _ => espipe(-1),
         }
@@ -512,6 +525,7 @@ pub unsafe extern "C" fn FCGI_fsetpos(fp: *mut FCGI_FILE, pos: *const libc::fpos
     ffi_guard!(-1, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps; pos is readable per the contract.
             File::Stdio(f) => unsafe { libc::fsetpos(f, pos) },
             _ => espipe(-1),
         }
@@ -527,7 +541,9 @@ pub unsafe extern "C" fn FCGI_fgetc(fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(EOF, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::fgetc(f) },
+            // SAFETY: s is a live stream of this library (the FCGI_FILE's contract).
             File::Fcgx(s) => unsafe { FCGX_GetChar(s) },
             _ => EOF,
         }
@@ -550,7 +566,9 @@ pub unsafe extern "C" fn FCGI_ungetc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(EOF, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::ungetc(c, f) },
+            // SAFETY: s is a live stream of this library (the FCGI_FILE's contract).
             File::Fcgx(s) => unsafe { FCGX_UnGetChar(c, s) },
             _ => EOF,
         }
@@ -570,7 +588,11 @@ pub unsafe extern "C" fn FCGI_fgets(
     ffi_guard!(null_mut(), {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps; str is writable for size bytes per
+            // the contract.
             File::Stdio(f) => unsafe { libc::fgets(str, size, f) },
+            // SAFETY: s is a live stream of this library; str is writable for size bytes per
+            // the contract.
             File::Fcgx(s) => unsafe { FCGX_GetLine(str, size, s) },
             _ => null_mut(),
         }
@@ -619,7 +641,9 @@ pub unsafe extern "C" fn FCGI_fputc(c: c_int, fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(EOF, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::fputc(c, f) },
+            // SAFETY: s is a live stream of this library (the FCGI_FILE's contract).
             File::Fcgx(s) => unsafe { FCGX_PutChar(c, s) },
             _ => EOF,
         }
@@ -645,7 +669,11 @@ pub unsafe extern "C" fn FCGI_fputs(str: *const c_char, fp: *mut FCGI_FILE) -> c
         }
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps; str is NUL-terminated per the
+            // contract.
             File::Stdio(f) => unsafe { libc::fputs(str, f) },
+            // SAFETY: s is a live stream of this library; str is NUL-terminated per the
+            // contract.
             File::Fcgx(s) => unsafe { FCGX_PutS(str, s) },
             _ => EOF,
         }
@@ -675,7 +703,11 @@ pub unsafe extern "C" fn FCGI_puts(str: *const c_char) -> c_int {
             File::Fcgx(s) => {
                 // SAFETY: a live stream; str NUL-terminated.
                 let n = unsafe { FCGX_PutS(str, s) };
-                if n < 0 || unsafe { FCGX_PutChar(c_int::from(b'\n'), s) } == EOF {
+                if n < 0 {
+                    return EOF;
+                }
+                // SAFETY: the same live stream.
+                if unsafe { FCGX_PutChar(c_int::from(b'\n'), s) } == EOF {
                     EOF
                 } else {
                     n + 1
@@ -723,6 +755,8 @@ pub unsafe extern "C" fn FCGI_fread(
         }
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps; ptr is writable for size * nmemb
+            // bytes per the contract.
             File::Stdio(f) => unsafe { libc::fread(ptr, size, nmemb, f) },
             File::Fcgx(s) => {
                 let done = in_int_chunks(total, |offset, chunk| {
@@ -758,6 +792,8 @@ pub unsafe extern "C" fn FCGI_fwrite(
         }
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps; ptr is readable for size * nmemb
+            // bytes per the contract.
             File::Stdio(f) => unsafe { libc::fwrite(ptr, size, nmemb, f) },
             File::Fcgx(s) => {
                 let done = in_int_chunks(total, |offset, chunk| {
@@ -781,7 +817,9 @@ pub unsafe extern "C" fn FCGI_feof(fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(EOF, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::feof(f) },
+            // SAFETY: s is a live stream of this library (the FCGI_FILE's contract).
             File::Fcgx(s) => unsafe { FCGX_HasSeenEOF(s) },
             _ => EOF,
         }
@@ -797,7 +835,9 @@ pub unsafe extern "C" fn FCGI_ferror(fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(EOF, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::ferror(f) },
+            // SAFETY: s is a live stream of this library (the FCGI_FILE's contract).
             File::Fcgx(s) => unsafe { FCGX_GetError(s) },
             _ => EOF,
         }
@@ -813,7 +853,9 @@ pub unsafe extern "C" fn FCGI_clearerr(fp: *mut FCGI_FILE) {
     ffi_guard!((), {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { clearerr(f) },
+            // SAFETY: s is a live stream of this library (the FCGI_FILE's contract).
             File::Fcgx(s) => unsafe { FCGX_ClearError(s) },
             _ => {}
         }
@@ -836,6 +878,7 @@ pub unsafe extern "C" fn FCGI_fileno(fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(-1, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file this FCGI_FILE wraps, open per the contract.
             File::Stdio(f) => unsafe { libc::fileno(f) },
             _ => -1,
         }
@@ -882,6 +925,9 @@ pub unsafe extern "C" fn FCGI_pclose(fp: *mut FCGI_FILE) -> c_int {
     ffi_guard!(EOF, {
         // SAFETY: per the contract.
         match unsafe { file(fp) } {
+            // SAFETY: f is the C file of a wrapper made by FCGI_popen (not a standard file),
+            // closed once; the wrapper is freed once and not used after (the
+            // contract).
             File::Stdio(f) if !is_std_file(fp) => unsafe {
                 let r = libc::pclose(f);
                 unwrap_free(fp);
