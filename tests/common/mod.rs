@@ -16,6 +16,14 @@
 //!   `FCGI_TEST_TIMEOUT_SCALE` (default 10 with a wrapper, else 1). With a
 //!   wrapper, an application that exits with a non-zero status (other than
 //!   by our SIGKILL at the end) fails the test.
+//! * `FCGI_TEST_LIB_DIR=DIR` runs "ours" on `DIR/libfcgi.so` (with its
+//!   `libfcgi.so.0` link beside it) instead of building one in
+//!   `target/<profile>/`: a library built with a sanitizer, for example.
+//! * `FCGI_TEST_CFLAGS="-fsanitize=address"` adds flags to every C compile
+//!   and link (the binaries are then cached apart). Applications are then
+//!   checked as under a wrapper: stopped with SIGTERM, so LeakSanitizer and
+//!   ThreadSanitizer report at exit, and failed on a sanitizer report or a
+//!   non-zero exit status. `scripts/sanitizers.sh` uses both variables.
 
 #![allow(dead_code)]
 
@@ -88,6 +96,11 @@ pub const ORIGINAL_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/libfcgi.so.0.0.0";
 pub fn our_library() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
+        if let Some(dir) = lib_dir_override() {
+            let lib = dir.join("libfcgi.so");
+            assert!(lib.is_file(), "FCGI_TEST_LIB_DIR: no {}", lib.display());
+            return lib;
+        }
         let profile = profile_dir();
         let name = profile.file_name().unwrap().to_string_lossy().into_owned();
         let parent = profile.parent().unwrap().to_path_buf();
@@ -125,6 +138,13 @@ pub fn our_library() -> PathBuf {
     .clone()
 }
 
+/// `FCGI_TEST_LIB_DIR`, if set: where our library is, already built.
+fn lib_dir_override() -> Option<PathBuf> {
+    std::env::var_os("FCGI_TEST_LIB_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
 pub fn ours_available() -> bool {
     our_library().is_file() && repo().join("include/fcgiapp.h").is_file()
 }
@@ -135,6 +155,15 @@ pub fn our_lib_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let lib = our_library();
+        if let Some(dir) = lib_dir_override() {
+            let soname = dir.join("libfcgi.so.0");
+            assert!(
+                soname.exists(),
+                "FCGI_TEST_LIB_DIR: no {}",
+                soname.display()
+            );
+            return dir;
+        }
         assert!(
             lib.is_file(),
             "{} does not exist: our C ABI is not built (run `cargo build`)",
@@ -155,8 +184,9 @@ pub fn our_lib_dir() -> PathBuf {
 }
 
 /// Compiles `examples/<name>.c` (or `tests/c/<name>.c`) against `headers` and returns the binary.
-/// Binaries are cached in `target/<profile>/c-examples/<headers>/` and
-/// rebuilt when the source or the headers are newer.
+/// Binaries are cached in `target/<profile>/c-examples/<headers>/` (with
+/// `FCGI_TEST_CFLAGS`, in `<headers>-<flags>/`) and rebuilt when the source,
+/// the headers or our library are newer.
 pub fn compile(name: &str, headers: Lib) -> PathBuf {
     static BUILT: Mutex<Option<HashSet<(String, Lib)>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
@@ -167,7 +197,16 @@ pub fn compile(name: &str, headers: Lib) -> PathBuf {
     } else {
         repo().join("tests").join("c").join(format!("{name}.c"))
     };
-    let dir = profile_dir().join("c-examples").join(headers.name());
+    let flags = cflags();
+    let mut variant = headers.name().to_string();
+    for f in &flags {
+        variant.push('-');
+        variant.extend(
+            f.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+        );
+    }
+    let dir = profile_dir().join("c-examples").join(variant);
     let out = dir.join(name);
     if built
         .get_or_insert_with(HashSet::new)
@@ -200,6 +239,7 @@ pub fn compile(name: &str, headers: Lib) -> PathBuf {
         let tmp = dir.join(format!(".{name}.{}", std::process::id()));
         let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
         cmd.args(["-Wall", "-Wextra", "-Werror", "-O1", "-g", "-pthread"]);
+        cmd.args(&flags);
         if headers == Lib::Ours {
             cmd.arg("-I").arg(&include).arg("-L").arg(our_lib_dir());
         }
@@ -223,9 +263,9 @@ pub fn compile(name: &str, headers: Lib) -> PathBuf {
     out
 }
 
-/// Multiplier for every timeout (slow under valgrind).
+/// Multiplier for every timeout (slow under valgrind or a sanitizer).
 pub fn scale() -> u32 {
-    let default = if wrapper().is_empty() { 1 } else { 10 };
+    let default = if instrumented() { 10 } else { 1 };
     std::env::var("FCGI_TEST_TIMEOUT_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -243,6 +283,22 @@ pub fn wrapper() -> Vec<String> {
         .split_whitespace()
         .map(String::from)
         .collect()
+}
+
+/// `FCGI_TEST_CFLAGS`: extra C compiler and linker flags (a sanitizer).
+pub fn cflags() -> Vec<String> {
+    std::env::var("FCGI_TEST_CFLAGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Whether applications run under a wrapper or with sanitizer flags: then
+/// they are stopped gracefully and their exit status and reports checked,
+/// and timeouts scaled (memory bounds do not hold there either).
+pub fn instrumented() -> bool {
+    !wrapper().is_empty() || !cflags().is_empty()
 }
 
 /// How the application listens.
@@ -535,10 +591,11 @@ impl App {
         let _ = self.child.wait();
     }
 
-    /// Under a wrapper (valgrind): asks the application to stop with
-    /// SIGTERM (libfcgi's handler makes the accept loop end, so `main`
-    /// returns and valgrind reports), waking blocked accepts with empty
-    /// connections; then checks the exit status and valgrind's messages.
+    /// Under a wrapper (valgrind) or a sanitizer: asks the application to
+    /// stop with SIGTERM (libfcgi's handler makes the accept loop end, so
+    /// `main` returns and valgrind or LeakSanitizer reports), waking blocked
+    /// accepts with empty connections; then checks the exit status and the
+    /// tool's messages.
     /// Returns a complaint, if any.
     fn stop_under_wrapper(&mut self) -> Option<String> {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -557,10 +614,13 @@ impl App {
             std::thread::sleep(Duration::from_millis(20));
         };
         self.kill();
+        // valgrind's, AddressSanitizer's and LeakSanitizer's lines start
+        // with ==<pid>==; ThreadSanitizer's say "WARNING: ThreadSanitizer:".
         let marker = format!("=={}==", self.pid());
         let err = self.stderr();
         match status {
-            _ if err.contains(&marker) => Some("valgrind reported errors".into()),
+            _ if err.contains(&marker) => Some("valgrind or a sanitizer reported errors".into()),
+            _ if err.contains("ThreadSanitizer:") => Some("ThreadSanitizer reported".into()),
             Some(s) if s.code().is_some_and(|c| c != 0) => Some(format!("exited with {s}")),
             _ => None,
         }
@@ -577,15 +637,16 @@ fn unsafe_free_kill(pid: u32, sig: i32) {
 
 impl Drop for App {
     fn drop(&mut self) {
-        if !wrapper().is_empty() {
+        if instrumented() {
             if let Some(complaint) = self.stop_under_wrapper() {
                 if !std::thread::panicking() {
                     let err = self.stderr();
                     let _ = std::fs::remove_dir_all(&self.dir);
                     panic!(
-                        "{} under {:?}: {complaint}; stderr:\n{err}",
+                        "{} under {:?} {:?}: {complaint}; stderr:\n{err}",
                         self.name,
-                        wrapper()
+                        wrapper(),
+                        cflags()
                     );
                 }
             }
