@@ -417,6 +417,10 @@ DLLAPI int FCGX_StartFilterData(struct FCGX_Stream *stream);
  * `streamType` for `requestId` to `socket` (as cgi-fcgi does); `bufflen`
  * is clamped to [32, 65528]. It never sends FCGI_END_REQUEST. Free it
  * with `FCGX_FreeStream`. Returns NULL for an unknown stream type.
+ *
+ * # Safety
+ * `socket` stays open (the same socket) as long as the stream is used:
+ * every write on the stream goes to it.
  */
 DLLAPI
 struct FCGX_Stream *FCGX_CreateWriter(int socket,
