@@ -13,6 +13,8 @@
 #define _FCGI_EXT_H
 
 
+#include <stddef.h>
+
 #ifndef DLLAPI
 #if defined (_WIN32) && defined (_MSC_VER)
 #define DLLAPI __declspec(dllimport)
@@ -73,6 +75,37 @@ DLLAPI int FCGX_SetMaxWaitingConnections(int n);
  * EINVAL for a value below 1.
  */
 DLLAPI int FCGX_SetMaxParams(int n);
+
+/**
+ * How many bytes of a response's STDOUT are buffered before they are
+ * sent, for every request accepted from now on (the whole process). 0:
+ * unbuffered, each write is sent at once as its own records (server-sent
+ * events, long polls; behind nginx also set `fastcgi_buffering off`).
+ * Default 262112 (four records of 65528 bytes), at most 16 MiB; also
+ * `LIBFCGI_STDOUT_BUFFER`. A write larger than the buffer is never
+ * copied: it goes out at once with what was buffered. Returns 0, or -1
+ * with errno EINVAL for a size above 16 MiB (nothing changes).
+ */
+DLLAPI int FCGX_SetOutputBufferSize(size_t bytes);
+
+/**
+ * How many bytes one output stream buffers before it sends them: a
+ * request's `out` or `err` until the request ends (the next request
+ * starts with the process's setting: `FCGX_SetOutputBufferSize`), or a
+ * stream of `FCGX_CreateWriter`. 0: unbuffered, each write is sent at
+ * once. Bytes already buffered beyond the new size are sent now. Use it
+ * on a request's `out` after `FCGX_Accept_r`, e.g. for one URL that
+ * streams events while the others stay buffered; with fcgi_stdio.h, pass
+ * `FCGI_stdout->fcgx_stream`. Returns 0, or -1 with errno EINVAL (NULL,
+ * an input stream, a request stream between requests, a size above 16
+ * MiB), or -1 when sending what was buffered failed (errno and
+ * `FCGX_GetError` say why).
+ *
+ * # Safety
+ * `stream` is NULL or a live stream of this library (fcgiapp.h must be
+ * included before fcgi_ext.h for this declaration).
+ */
+DLLAPI int FCGX_SetStreamBufferSize(FCGX_Stream *stream, size_t bytes);
 
 #if defined (c_plusplus) || defined (__cplusplus)
 } /* terminate extern "C" { */

@@ -369,6 +369,8 @@ fn exports_are_the_originals() {
         "FCGX_SetWriteTimeout",
         "FCGX_SetMaxWaitingConnections",
         "FCGX_SetMaxParams",
+        "FCGX_SetOutputBufferSize",
+        "FCGX_SetStreamBufferSize",
     ];
     let extra: Vec<&String> = ours
         .keys()

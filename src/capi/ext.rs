@@ -73,6 +73,92 @@ pub extern "C" fn FCGX_SetMaxParams(n: c_int) -> c_int {
     ffi_guard!(-1, { set(Limit::MaxParams, n) })
 }
 
+/// How many bytes of a response's STDOUT are buffered before they are
+/// sent, for every request accepted from now on (the whole process). 0:
+/// unbuffered, each write is sent at once as its own records (server-sent
+/// events, long polls; behind nginx also set `fastcgi_buffering off`).
+/// Default 262112 (four records of 65528 bytes), at most 16 MiB; also
+/// `LIBFCGI_STDOUT_BUFFER`. A write larger than the buffer is never
+/// copied: it goes out at once with what was buffered. Returns 0, or -1
+/// with errno EINVAL for a size above 16 MiB (nothing changes).
+#[unsafe(no_mangle)]
+pub extern "C" fn FCGX_SetOutputBufferSize(bytes: usize) -> c_int {
+    ffi_guard!(-1, {
+        if crate::server::config::set_stdout_buffer(bytes) {
+            0
+        } else {
+            sys::set_errno(sys::code::EINVAL);
+            -1
+        }
+    })
+}
+
+/// How many bytes one output stream buffers before it sends them: a
+/// request's `out` or `err` until the request ends (the next request
+/// starts with the process's setting: `FCGX_SetOutputBufferSize`), or a
+/// stream of `FCGX_CreateWriter`. 0: unbuffered, each write is sent at
+/// once. Bytes already buffered beyond the new size are sent now. Use it
+/// on a request's `out` after `FCGX_Accept_r`, e.g. for one URL that
+/// streams events while the others stay buffered; with fcgi_stdio.h, pass
+/// `FCGI_stdout->fcgx_stream`. Returns 0, or -1 with errno EINVAL (NULL,
+/// an input stream, a request stream between requests, a size above 16
+/// MiB), or -1 when sending what was buffered failed (errno and
+/// `FCGX_GetError` say why).
+///
+/// # Safety
+/// `stream` is NULL or a live stream of this library (fcgiapp.h must be
+/// included before fcgi_ext.h for this declaration).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_SetStreamBufferSize(
+    stream: *mut super::types::FCGX_Stream,
+    bytes: usize,
+) -> c_int {
+    use super::handle::{Target, target, writer_fd};
+    use crate::server::StreamError;
+    ffi_guard!(-1, {
+        let fail = |code: i32| {
+            sys::set_errno(if code > 0 { code } else { sys::code::EINVAL });
+            -1
+        };
+        if bytes > crate::server::output::MAX_CAPACITY {
+            return fail(0);
+        }
+        // SAFETY: NULL or a live stream of this library (the contract).
+        let result = match unsafe { target(stream) } {
+            None => return fail(0),
+            Some(Target::Request(h, which)) => {
+                let Some(out) = which.output() else {
+                    return fail(0);
+                };
+                let r = h.session.set_buffer(out, bytes);
+                h.sync_stream(which);
+                r
+            }
+            Some(Target::Writer(w, c)) => {
+                w.stream.set_capacity(bytes);
+                let r = if w.stream.pending() > bytes {
+                    // SAFETY: the writer's descriptor is open while its
+                    // stream is used (FCGX_CreateWriter's contract); the
+                    // borrow ends in this call.
+                    match unsafe { writer_fd(w) } {
+                        Some(fd) => w.stream.flush(fd, w.request_id),
+                        None => Err(StreamError::Os(sys::code::EBADF)),
+                    }
+                } else {
+                    Ok(())
+                };
+                c.isClosed = w.stream.closed as c_int;
+                c.FCGI_errno = w.stream.error.map_or(0, StreamError::code);
+                r
+            }
+        };
+        match result {
+            Ok(()) => 0,
+            Err(e) => fail(e.code()),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

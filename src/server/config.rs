@@ -212,6 +212,42 @@ pub fn limits() -> &'static Limits {
     LIMITS.get_or_init(Limits::from_env)
 }
 
+/// Default bytes of a response's STDOUT buffered before they are sent:
+/// four records of 64 KiB.
+pub const DEFAULT_STDOUT_BUFFER: usize =
+    super::output::MAX_BUFFERED_RECORDS * super::output::RECORD_CHUNK;
+
+/// The STDOUT buffer of requests accepted from now on, in bytes
+/// (`LIBFCGI_STDOUT_BUFFER`, at most [`super::output::MAX_CAPACITY`]; 0:
+/// unbuffered). Read from the environment on first use.
+fn stdout_buffer_cell() -> &'static std::sync::atomic::AtomicUsize {
+    static CELL: OnceLock<std::sync::atomic::AtomicUsize> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let size = std::env::var("LIBFCGI_STDOUT_BUFFER")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n <= super::output::MAX_CAPACITY)
+            .unwrap_or(DEFAULT_STDOUT_BUFFER);
+        std::sync::atomic::AtomicUsize::new(size)
+    })
+}
+
+/// Bytes of STDOUT a request buffers (see [`set_stdout_buffer`]).
+pub fn stdout_buffer() -> usize {
+    stdout_buffer_cell().load(Ordering::Relaxed)
+}
+
+/// Sets the STDOUT buffer of requests accepted from now on, for the whole
+/// process; 0 sends every write at once. A size above
+/// [`super::output::MAX_CAPACITY`] is refused (`false`, nothing changes).
+pub fn set_stdout_buffer(bytes: usize) -> bool {
+    if bytes > super::output::MAX_CAPACITY {
+        return false;
+    }
+    stdout_buffer_cell().store(bytes, Ordering::Relaxed);
+    true
+}
+
 /// Most diagnostic lines written in one second.
 pub const LOG_LINES_PER_SECOND: u32 = 10;
 

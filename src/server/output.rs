@@ -15,6 +15,9 @@ pub const RECORD_CHUNK: usize = 65528;
 /// The most records a stream buffers before it sends them together.
 pub const MAX_BUFFERED_RECORDS: usize = 4;
 
+/// The largest buffer a stream may be given ([`OutputStream::set_capacity`]).
+pub const MAX_CAPACITY: usize = 16 << 20;
+
 pub struct OutputStream {
     kind: u8,
     /// `[header | content]` for each full record (header written), then
@@ -51,6 +54,19 @@ impl OutputStream {
 
     pub fn kind(&self) -> u8 {
         self.kind
+    }
+
+    /// Content bytes buffered before a send.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Buffers up to `capacity` content bytes from now on (at most
+    /// [`MAX_CAPACITY`]); 0: unbuffered, each write is sent at once. What
+    /// is buffered stays: the next write or flush sends it. Memory is taken
+    /// as writes need it, never here.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.min(MAX_CAPACITY);
     }
 
     /// Ready for a new request.

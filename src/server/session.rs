@@ -844,7 +844,9 @@ impl Session {
         }
         self.input.reset();
         self.stdout.reset();
+        self.stdout.set_capacity(config::stdout_buffer());
         self.stderr.reset();
+        self.stderr.set_capacity(STDERR_BUFFER);
         self.app_status = 0;
         self.end_sent = false;
         self.active = true;
@@ -1121,6 +1123,22 @@ impl Session {
             Output::Stderr => &mut self.stderr,
         };
         stream.write(conn.fd.as_fd(), id, data)
+    }
+
+    /// Sets how many bytes a stream of the current request buffers (0:
+    /// each write is sent at once), until the request ends; the next
+    /// request starts with the process's setting again. What is buffered
+    /// beyond the new size is sent now.
+    pub fn set_buffer(&mut self, which: Output, bytes: usize) -> Result<(), StreamError> {
+        if !self.active {
+            return Err(StreamError::CallSeq);
+        }
+        let stream = self.stream_mut(which);
+        stream.set_capacity(bytes);
+        if stream.pending() > stream.capacity() {
+            return self.flush(which);
+        }
+        Ok(())
     }
 
     /// Sends what is buffered on a stream as a record now (`FCGX_FFlush`).
