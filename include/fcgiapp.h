@@ -201,7 +201,8 @@ DLLAPI int FCGX_InitRequest(struct FCGX_Request *request, int sock, int flags);
  *
  * # Safety
  * `request` is NULL or a request set up by `FCGX_InitRequest`, used by
- * one thread at a time.
+ * one thread at a time; its listening socket, if not negative, stays open
+ * during the call.
  */
 DLLAPI int FCGX_Accept_r(struct FCGX_Request *request);
 

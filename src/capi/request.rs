@@ -61,7 +61,8 @@ pub unsafe extern "C" fn FCGX_InitRequest(
 ///
 /// # Safety
 /// `request` is NULL or a request set up by `FCGX_InitRequest`, used by
-/// one thread at a time.
+/// one thread at a time; its listening socket, if not negative, stays open
+/// during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
     ffi_guard!(-libc::EINVAL, {
