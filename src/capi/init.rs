@@ -150,7 +150,8 @@ pub(crate) fn non_utf8_path(bytes: &[u8]) -> std::path::PathBuf {
 /// Async-signal-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn FCGX_ShutdownPending() {
-    request_shutdown();
+    // catch_unwind costs nothing (and calls nothing) unless a panic comes.
+    ffi_guard!((), { request_shutdown() })
 }
 
 /// The version of this library, e.g. `"0.1.0"` (a static string). An
@@ -158,5 +159,6 @@ pub extern "C" fn FCGX_ShutdownPending() {
 /// library implements is 2.4.7 (what `pkg-config --modversion fcgi` says).
 #[unsafe(no_mangle)]
 pub extern "C" fn fcgi_rs_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    ffi_guard!(std::ptr::null(), { VERSION.as_ptr().cast() })
 }

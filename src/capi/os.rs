@@ -71,10 +71,13 @@ fn count_or_fail(r: std::io::Result<usize>) -> c_int {
 /// The caller's descriptor, for the duration of one call; None for a
 /// negative number (the caller fails with EBADF, as the system call
 /// would: a `BorrowedFd` cannot hold -1).
-fn borrow<'a>(fd: c_int) -> Option<sys::BorrowedFd<'a>> {
-    // SAFETY: every caller passes the descriptor its own C caller handed
-    // it for this call, which stays open while the call runs, and keeps
-    // the borrow no longer than the call.
+///
+/// # Safety
+/// `fd`, when not negative, stays open for `'a`: callers pass the
+/// descriptor their own C caller handed them and keep the borrow no
+/// longer than the call.
+unsafe fn borrow<'a>(fd: c_int) -> Option<sys::BorrowedFd<'a>> {
+    // SAFETY: the caller keeps `fd` open for 'a (this function's contract).
     (fd >= 0).then(|| unsafe { sys::borrow_fd(fd) })
 }
 
@@ -246,7 +249,9 @@ pub unsafe extern "C" fn OS_Accept(
     web_server_addrs: *const c_char,
 ) -> c_int {
     ffi_guard!(-1, {
-        let Some(listen_sock) = borrow(listen_sock) else {
+        // SAFETY: the descriptor the C caller passed for this call; the
+        // borrow ends with the call.
+        let Some(listen_sock) = (unsafe { borrow(listen_sock) }) else {
             return fail(libc::EBADF);
         };
         // SAFETY: NULL or NUL-terminated per the contract above.
@@ -287,7 +292,9 @@ pub unsafe extern "C" fn OS_IsFcgi(sock: c_int) -> c_int {
 #[cfg(unix)]
 pub unsafe extern "C" fn OS_SetFlags(fd: c_int, flags: c_int) {
     ffi_guard!((), {
-        let Some(fd_b) = borrow(fd) else {
+        // SAFETY: the descriptor the C caller passed for this call; the
+        // borrow ends with the call.
+        let Some(fd_b) = (unsafe { borrow(fd) }) else {
             sys::set_errno(libc::EBADF);
             return;
         };
@@ -317,7 +324,9 @@ pub unsafe extern "C" fn OS_Read(fd: c_int, buf: *mut c_char, len: usize) -> c_i
         let Some(buf) = (unsafe { out_buf(buf.cast(), len) }) else {
             return fail(libc::EFAULT);
         };
-        let Some(fd) = borrow(fd) else {
+        // SAFETY: the descriptor the C caller passed for this call; the
+        // borrow ends with the call.
+        let Some(fd) = (unsafe { borrow(fd) }) else {
             return fail(libc::EBADF);
         };
         count_or_fail(sys::read(fd, buf))
@@ -342,7 +351,9 @@ pub unsafe extern "C" fn OS_Write(fd: c_int, buf: *mut c_char, len: usize) -> c_
         let Some(buf) = (unsafe { in_buf(buf.cast_const().cast(), len) }) else {
             return fail(libc::EFAULT);
         };
-        let Some(fd) = borrow(fd) else {
+        // SAFETY: the descriptor the C caller passed for this call; the
+        // borrow ends with the call.
+        let Some(fd) = (unsafe { borrow(fd) }) else {
             return fail(libc::EBADF);
         };
         count_or_fail(sys::write_most(fd, buf))
@@ -440,7 +451,10 @@ fn register(
 #[cfg(unix)]
 fn perform(fd: RawFd, dir: Dir, op: Op) -> Result<(), Op> {
     // Registered descriptors were open, so not negative.
-    let Some(fd_b) = borrow(fd) else {
+    // SAFETY: the descriptor of an operation still pending: the C caller
+    // of OS_AsyncRead/OS_AsyncWrite keeps it open until its callback runs
+    // (their # Safety), and the borrow ends before the callback is called.
+    let Some(fd_b) = (unsafe { borrow(fd) }) else {
         return Ok(());
     };
     let result = match dir {
@@ -467,9 +481,10 @@ fn perform(fd: RawFd, dir: Dir, op: Op) -> Result<(), Op> {
 /// (EALREADY if a read on fd 0 is already pending, EBADF, EINVAL).
 ///
 /// # Safety
-/// `buf` stays valid for writes of `len` bytes until the callback runs or
-/// the operation is cancelled (`OS_Close`, `OS_CloseRead`,
-/// `OS_LibShutdown`); `proc_ptr` is NULL or a function of that type.
+/// `buf` stays valid for writes of `len` bytes, and the descriptor stays
+/// open, until the callback runs or the operation is cancelled
+/// (`OS_Close`, `OS_CloseRead`, `OS_LibShutdown`); `proc_ptr` is NULL or a
+/// function of that type.
 #[unsafe(no_mangle)]
 #[cfg(unix)]
 pub unsafe extern "C" fn OS_AsyncReadStdin(
@@ -510,8 +525,9 @@ pub unsafe extern "C" fn OS_AsyncRead(
 /// `procPtr(clientData, result)`. Returns 0 or -1 with `errno` set.
 ///
 /// # Safety
-/// `buf` stays valid for reads of `len` bytes until the callback runs or
-/// the operation is cancelled; `proc_ptr` is NULL or a function of that type.
+/// `buf` stays valid for reads of `len` bytes, and `fd` stays open, until
+/// the callback runs or the operation is cancelled; `proc_ptr` is NULL or a
+/// function of that type.
 #[unsafe(no_mangle)]
 #[cfg(unix)]
 pub unsafe extern "C" fn OS_AsyncWrite(
@@ -581,7 +597,9 @@ pub unsafe extern "C" fn OS_Close(fd: c_int, shutdown: c_int) -> c_int {
         if fd == -1 {
             return 0;
         }
-        let Some(fd_b) = borrow(fd) else {
+        // SAFETY: the descriptor the C caller passed for this call; the
+        // borrow ends with the call.
+        let Some(fd_b) = (unsafe { borrow(fd) }) else {
             return fail(libc::EBADF);
         };
         #[cfg(unix)]
@@ -618,7 +636,9 @@ pub unsafe extern "C" fn OS_IpcClose(ipc_fd: c_int, shutdown: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn OS_CloseRead(fd: c_int) -> c_int {
     ffi_guard!(-1, {
-        let Some(fd_b) = borrow(fd) else {
+        // SAFETY: the descriptor the C caller passed for this call; the
+        // borrow ends with the call.
+        let Some(fd_b) = (unsafe { borrow(fd) }) else {
             return fail(libc::EBADF);
         };
         #[cfg(unix)]
