@@ -60,7 +60,8 @@ fn before_gate(app: &App, params: &[(&str, &str)], total: usize) -> usize {
     let mut c = Client::connect(&app.addr).unwrap();
     c.send(&req).unwrap();
     // What arrives while the application holds the response.
-    c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut early = Vec::new();
     let settle = Instant::now() + secs(2);
     while Instant::now() < settle {
@@ -342,15 +343,25 @@ fn server_sent_events_reach_the_client_through_nginx_at_once() {
             .unwrap();
         writeln!(f, "{word}").unwrap();
         let start = Instant::now();
-        read_until(&mut s, &mut got, &format!("id: {}\ndata: {word}\n\n", n + 1))
-            .unwrap_or_else(|e| panic!("event {word}: {e}\n{}", nginx.error_log()));
-        eprintln!("event {word} reached the HTTP client after {:?}", start.elapsed());
+        read_until(
+            &mut s,
+            &mut got,
+            &format!("id: {}\ndata: {word}\n\n", n + 1),
+        )
+        .unwrap_or_else(|e| panic!("event {word}: {e}\n{}", nginx.error_log()));
+        eprintln!(
+            "event {word} reached the HTTP client after {:?}",
+            start.elapsed()
+        );
     }
     // Still open: nothing more, no end of the response.
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 64];
     match s.read(&mut buf) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut => {}
         other => panic!("the response should still be open: {other:?}"),
     }
     // "end" ends it.

@@ -200,7 +200,9 @@ fn stream_ptr(root: NonNull<Handle>, which: Which) -> *mut FCGX_Stream {
     let offset = std::mem::offset_of!(Handle, streams)
         + which as usize * std::mem::size_of::<StreamBox>()
         + std::mem::offset_of!(StreamBox, c);
-    root.as_ptr().wrapping_byte_add(offset).cast::<FCGX_Stream>()
+    root.as_ptr()
+        .wrapping_byte_add(offset)
+        .cast::<FCGX_Stream>()
 }
 
 /// The request's handle, created on first use: the root pointer of

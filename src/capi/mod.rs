@@ -36,8 +36,8 @@ pub mod os;
 pub mod request;
 pub mod stdio;
 pub mod stream;
-pub mod types;
 #[cfg(all(test, unix))]
 mod tests;
+pub mod types;
 
 pub use types::*;

@@ -18,8 +18,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr::null_mut;
 use std::os::unix::net::UnixStream;
+use std::ptr::null_mut;
 
 const EOF: c_int = -1;
 
@@ -109,7 +109,10 @@ fn request_streams_params_and_response() {
         assert_eq!(FCGX_GetStr(rest.as_mut_ptr(), 32, input), 9);
         assert_eq!(FCGX_GetChar(input), EOF);
         assert_eq!(FCGX_HasSeenEOF(input), EOF);
-        assert_eq!(FCGX_PutS(c"Content-type: text/plain\r\n\r\n".as_ptr(), out), 28);
+        assert_eq!(
+            FCGX_PutS(c"Content-type: text/plain\r\n\r\n".as_ptr(), out),
+            28
+        );
         assert_eq!(FCGX_PutStr(c"hello".as_ptr(), 5, out), 5);
         assert_eq!(FCGX_PutChar(c_int::from(b'!'), out), c_int::from(b'!'));
         assert_eq!(FCGX_FFlush(out), 0);
@@ -139,7 +142,10 @@ fn two_requests() -> Vec<u8> {
         .keep_conn(true)
         .param("N", "1")
         .stdin(&b"first"[..]);
-    let second = Request::responder().id(2).param("N", "2").stdin(&b"second"[..]);
+    let second = Request::responder()
+        .id(2)
+        .param("N", "2")
+        .stdin(&b"second"[..]);
     let mut bytes = client::encode_request(&first);
     bytes.extend(client::encode_request(&second));
     bytes
@@ -174,7 +180,10 @@ fn stream_pointers_stay_valid_across_calls_and_requests() {
     let mut theirs = File::from(OwnedFd::from(theirs));
     theirs.write_all(&two_requests()).unwrap();
     // SAFETY: r was set up by FCGX_InitRequest; one thread uses it.
-    assert_eq!(unsafe { accept_connection_r(&mut *r, Some(ours.into())) }, 0);
+    assert_eq!(
+        unsafe { accept_connection_r(&mut *r, Some(ours.into())) },
+        0
+    );
     let (input, out, err) = (r.in_, r.out, r.err);
     let envp = r.envp;
     let params_ptr = r.paramsPtr;
@@ -202,7 +211,10 @@ fn stream_pointers_stay_valid_across_calls_and_requests() {
         // streams, the pointers kept from the first still in use.
         assert_eq!(accept_connection_r(&mut *r, None), 0);
         assert_eq!(r.requestId, 2);
-        assert_eq!((r.in_, r.out, r.err, r.paramsPtr), (input, out, err, params_ptr));
+        assert_eq!(
+            (r.in_, r.out, r.err, r.paramsPtr),
+            (input, out, err, params_ptr)
+        );
         assert_eq!(param("N", r.envp).as_deref(), Some("2"));
         assert_eq!(read_all(input), b"second");
         assert_eq!((*out).isClosed, 0);
@@ -212,8 +224,16 @@ fn stream_pointers_stay_valid_across_calls_and_requests() {
         FCGX_Free(&mut *r, 1);
     }
     let records = response(theirs);
-    let first: Vec<Record> = records.iter().filter(|r| r.header.request_id == 1).cloned().collect();
-    let second: Vec<Record> = records.iter().filter(|r| r.header.request_id == 2).cloned().collect();
+    let first: Vec<Record> = records
+        .iter()
+        .filter(|r| r.header.request_id == 1)
+        .cloned()
+        .collect();
+    let second: Vec<Record> = records
+        .iter()
+        .filter(|r| r.header.request_id == 2)
+        .cloned()
+        .collect();
     assert_eq!(stream_of(&first, kind::STDOUT), b"ac");
     assert_eq!(stream_of(&first, kind::STDERR), b"b");
     assert_eq!(first.last().unwrap().end_request().unwrap().app_status, 7);
@@ -320,7 +340,11 @@ fn standalone_writer() {
     }
     drop(ours);
     let records = response(theirs);
-    assert!(records.iter().all(|r| r.header.kind == kind::STDERR && r.header.request_id == 5));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.header.kind == kind::STDERR && r.header.request_id == 5)
+    );
     assert_eq!(stream_of(&records, kind::STDERR), b"one 2 three");
     assert_eq!(records.last().unwrap().content, b"");
 }
@@ -387,9 +411,7 @@ fn write_to_a_vanished_peer() {
 #[test]
 fn filter_data() {
     let mut r = new_request();
-    let req = Request::filter()
-        .stdin(&b"in"[..])
-        .data(&b"file data"[..]);
+    let req = Request::filter().stdin(&b"in"[..]).data(&b"file data"[..]);
     let (theirs, rc) = serve(&mut r, &req);
     assert_eq!(rc, 0);
     assert_eq!(r.role, 3);
@@ -442,9 +464,15 @@ fn init_request_on_uninitialised_memory() {
     // SAFETY: the slot is writable storage of the request's size; it is
     // read only after FCGX_InitRequest wrote all of it.
     unsafe {
-        assert_eq!(FCGX_InitRequest(slot.as_mut_ptr(), 9, FCGI_FAIL_ACCEPT_ON_INTR), 0);
+        assert_eq!(
+            FCGX_InitRequest(slot.as_mut_ptr(), 9, FCGI_FAIL_ACCEPT_ON_INTR),
+            0
+        );
         let r = slot.assume_init_mut();
-        assert_eq!((r.listen_sock, r.flags, r.ipcFd), (9, FCGI_FAIL_ACCEPT_ON_INTR, -1));
+        assert_eq!(
+            (r.listen_sock, r.flags, r.ipcFd),
+            (9, FCGI_FAIL_ACCEPT_ON_INTR, -1)
+        );
         assert!(r.paramsPtr.is_null() && r.envp.is_null());
         assert_eq!(FCGX_InitRequest(null_mut(), 0, 0), -1);
         FCGX_Finish_r(r);

@@ -1380,7 +1380,9 @@ mod tests {
             let mut body = Vec::new();
             Stdin(&mut session).read_to_end(&mut body).unwrap();
             assert_eq!(body, b"hi");
-            Writer(&mut session, Output::Stdout).write_all(b"ok").unwrap();
+            Writer(&mut session, Output::Stdout)
+                .write_all(b"ok")
+                .unwrap();
             let more = session.next_on_connection().unwrap();
             assert_eq!(more, id == 1);
         }
