@@ -17,15 +17,33 @@ fn main() {
         .compile("fcgi_shim");
 
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     if target_os == "linux" {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libfcgi.so.0");
-        println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/fcgi.map");
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+            version_script().display()
+        );
         link_soname_alias();
     }
     if target_os == "windows" && std::env::var("CARGO_CFG_TARGET_ENV").as_deref() == Ok("gnu") {
         windows_dll_name();
     }
+}
+
+/// fcgi.map, copied into OUT_DIR: the link line must not name the source
+/// tree. Cargo gives a path crate the same build directory wherever its
+/// source lies (the hash is of the path relative to the workspace), and
+/// does not rerun this script when only the location changed, so a link
+/// argument naming CARGO_MANIFEST_DIR would, after a build of another copy
+/// of the crate in the same CARGO_TARGET_DIR (the Python sdist, unpacked in
+/// a temporary directory by pip), point at a directory that no longer
+/// exists.
+fn version_script() -> std::path::PathBuf {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let copy = std::path::Path::new(&out).join("fcgi.map");
+    std::fs::copy(std::path::Path::new(&dir).join("fcgi.map"), &copy).expect("copy fcgi.map");
+    copy
 }
 
 /// Windows (mingw): cargo names the DLL `fcgi.dll` after the crate; the
