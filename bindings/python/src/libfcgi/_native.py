@@ -5,12 +5,22 @@ implementation of libfcgi 2.4 with the same C ABI), loaded with
 :mod:`ctypes`. It is looked for, in this order:
 
 1. ``LIBFCGI_PATH``: a file, or a directory holding ``libfcgi.so.0`` /
-   ``libfcgi.so`` (``libfcgi.dylib`` on macOS, ``libfcgi.dll`` on Windows);
-2. the copy bundled into the installed package (``libfcgi/_lib/``);
+   ``libfcgi.so`` (``libfcgi.0.dylib`` on macOS, ``libfcgi.dll`` /
+   ``fcgi.dll`` on Windows); when set, nothing else is tried;
+2. the copy bundled in the package (``libfcgi/_lib/``, where the wheel
+   puts it);
 3. when the package is used from a checkout of the repository, the
    library built there (``target/release``, then ``target/debug``);
-4. the system: ``ctypes.util.find_library("fcgi")`` and the plain names,
-   resolved by the dynamic loader (``LD_LIBRARY_PATH``, ldconfig).
+4. the system: ``ctypes.util.find_library`` (``"fcgi"``; on Windows first
+   ``"libfcgi"``, the original's DLL name, searched on ``PATH``), then the
+   plain names, resolved by the dynamic loader (``LD_LIBRARY_PATH``,
+   ldconfig; on Windows the application's directory, System32 and the
+   directories added with :func:`os.add_dll_directory`).
+
+On Windows (Python 3.8 and later) the directory of a DLL loaded from a path
+is also added with :func:`os.add_dll_directory` for as long as the process
+runs, so that DLLs placed beside it (its own dependencies) are found: since
+3.8 Windows no longer searches ``PATH`` or the current directory for them.
 
 A library found on the system may be the original C libfcgi; it has the
 same API, but see the README for the differences (the original calls
@@ -64,9 +74,9 @@ class LibraryNotFoundError(OSError):
         super().__init__(
             "libfcgi: could not load the FastCGI library "
             f"({' / '.join(_file_names())}). Looked for:\n{lines}\n"
-            f"Build it with `cargo build --release` in the fcgi repository and "
-            f"set {ENV_VAR} to the file (or reinstall this package from the "
-            "repository so that it bundles the library)."
+            "Install a wheel of this package for this platform (it bundles the "
+            "library), or build it with `cargo build --release` in the fcgi "
+            f"repository and set {ENV_VAR} to the file."
         )
 
 
@@ -179,16 +189,31 @@ def _proto(fn, name):
 # Finding the file.
 
 
+def _is_windows() -> bool:
+    return sys.platform == "win32"
+
+
 def _file_names() -> list[str]:
-    if sys.platform == "win32":
+    if _is_windows():
         return ["libfcgi.dll", "fcgi.dll"]
     if sys.platform == "darwin":
         return ["libfcgi.0.dylib", "libfcgi.dylib"]
     return ["libfcgi.so.0", "libfcgi.so"]
 
 
+def _system_names() -> list[str]:
+    """Names given to ``ctypes.util.find_library``: on Windows it searches
+    ``PATH`` for NAME.dll, and the original libfcgi's DLL is libfcgi.dll."""
+    return ["libfcgi", "fcgi"] if _is_windows() else ["fcgi"]
+
+
 def _package_dir() -> Path:
     return Path(__file__).resolve().parent
+
+
+def _bundled_dir() -> Path:
+    """Where a wheel puts the library (setup.py: ``libfcgi/_lib/``)."""
+    return _package_dir() / "_lib"
 
 
 def _repo_candidates() -> list[Path]:
@@ -220,19 +245,60 @@ def _candidates() -> Iterator[tuple[str, str | None]]:
         return  # an explicit choice is never second-guessed
     yield (f"{ENV_VAR} (environment variable)", None)
     for name in _file_names():
-        yield ("bundled", str(_package_dir() / "_lib" / name))
+        yield ("bundled", str(_bundled_dir() / name))
     for p in _repo_candidates():
         yield ("repository build", str(p))
-    yield ("ctypes.util.find_library('fcgi')", ctypes.util.find_library("fcgi"))
+    for name in _system_names():
+        yield (f"ctypes.util.find_library({name!r})", ctypes.util.find_library(name))
     for name in _file_names():
         yield ("system loader", name)
+
+
+def _is_file_path(path: str) -> bool:
+    return os.sep in path or (os.altsep is not None and os.altsep in path)
+
+
+#: Directories added with os.add_dll_directory (Windows): path -> the
+#: handle, kept so that they stay added for the life of the process.
+_dll_directories: dict = {}
+
+
+def _allow_dll_directory(directory: str):
+    """Windows, Python 3.8+: adds ``directory`` to the DLL search path (for
+    the DLLs a library loaded from there depends on). Returns the new
+    handle, or None when nothing was added (another platform, an older
+    Python, already added, or refused)."""
+    if not _is_windows():
+        return None
+    add = getattr(os, "add_dll_directory", None)
+    if add is None or directory in _dll_directories:
+        return None
+    try:
+        handle = add(directory)
+    except OSError:
+        return None
+    _dll_directories[directory] = handle
+    return handle
+
+
+def _forget_dll_directory(directory: str) -> None:
+    handle = _dll_directories.pop(directory, None)
+    if handle is not None:
+        handle.close()
+
+
+def _open_library(path: str):
+    """The three handles :class:`Library` needs on one file: calls that
+    release the GIL, calls that save errno, calls that keep the GIL."""
+    return (ctypes.CDLL(path), ctypes.CDLL(path, use_errno=True), ctypes.PyDLL(path))
 
 
 class Library:
     """The loaded library: ``path``, the :class:`ctypes.CDLL` as ``dll``, and
     each ``FCGX_*`` function as an attribute with its prototype set."""
 
-    def __init__(self, path: str, dll: ctypes.CDLL, dll_errno: ctypes.CDLL):
+    def __init__(self, path: str, dll: ctypes.CDLL, dll_errno: ctypes.CDLL,
+                 held: ctypes.PyDLL):
         self.path = path
         self.dll = dll
         for name, restype, argtypes in _PROTOTYPES:
@@ -243,7 +309,6 @@ class Library:
         # Calls that never block are made without releasing the GIL (a
         # PyDLL handle): releasing and taking it back costs more than the
         # call, and with several busy threads every release is a hand-over.
-        held = ctypes.PyDLL(path)
         for name in _NEVER_BLOCK:
             fn = getattr(held, name)
             restype, argtypes = _PROTO_BY_NAME[name]
@@ -281,10 +346,27 @@ _lock = threading.Lock()
 _library: Library | None = None
 
 
+def _windows_module_path(dll: ctypes.CDLL) -> str | None:
+    """Windows: the file a DLL was loaded from (``GetModuleFileNameW`` on
+    its handle); None elsewhere or on failure."""
+    try:
+        get_name = ctypes.WinDLL("kernel32").GetModuleFileNameW  # type: ignore[attr-defined]
+        get_name.restype = ctypes.c_uint32
+        get_name.argtypes = [c_void_p, ctypes.c_wchar_p, ctypes.c_uint32]
+        buf = ctypes.create_unicode_buffer(32768)
+        n = get_name(dll._handle, buf, len(buf))
+    except (AttributeError, OSError):
+        return None
+    return buf.value if n else None
+
+
 def _resolved_path(dll: ctypes.CDLL, fallback: str) -> str:
-    """The file the loader actually opened (Linux: from /proc/self/maps)."""
+    """The file the loader actually opened (Linux: from /proc/self/maps;
+    Windows: from the DLL's handle)."""
     if os.path.isabs(fallback):
         return os.path.realpath(fallback)
+    if _is_windows():
+        return _windows_module_path(dll) or fallback
     try:
         addr = ctypes.cast(dll.FCGX_Init, c_void_p).value or 0
         with open("/proc/self/maps") as maps:
@@ -314,17 +396,20 @@ def load() -> Library:
             if path is None:
                 tried.append((what, "not set" if "environment" in what else "nothing found"))
                 continue
-            is_file_path = os.sep in path or (os.altsep is not None and os.altsep in path)
+            is_file_path = _is_file_path(path)
             if is_file_path and not os.path.exists(path):
                 tried.append((f"{what} {path}", "no such file"))
                 continue
+            directory = os.path.dirname(os.path.abspath(path)) if is_file_path else None
+            added = directory is not None and _allow_dll_directory(directory) is not None
             try:
-                dll = ctypes.CDLL(path)
-                dll_errno = ctypes.CDLL(path, use_errno=True)
+                dll, dll_errno, held = _open_library(path)
                 # Every FCGX_* function is looked up here: a library
                 # without one is not taken.
-                lib = Library(_resolved_path(dll, path), dll, dll_errno)
+                lib = Library(_resolved_path(dll, path), dll, dll_errno, held)
             except (OSError, AttributeError) as e:
+                if added:
+                    _forget_dll_directory(directory)
                 tried.append((f"{what} {path}", f"failed: {e}"))
                 continue
             _library = lib
