@@ -28,6 +28,12 @@ extern "C" {
 #endif
 
 /**
+ * What `FCGX_AcceptTimeout_r` returns when no request was ready in time:
+ * a value that is neither a negative errno nor one of libfcgi's codes.
+ */
+#define FCGX_ACCEPT_TIMEOUT -9000
+
+/**
  * How long a connection may take to deliver a complete request head
  * (`FCGI_BEGIN_REQUEST` through the end of `FCGI_PARAMS`), in
  * milliseconds, from its accept (or from the first byte of the next
@@ -106,6 +112,65 @@ DLLAPI int FCGX_SetOutputBufferSize(size_t bytes);
  * included before fcgi_ext.h for this declaration).
  */
 DLLAPI int FCGX_SetStreamBufferSize(FCGX_Stream *stream, size_t bytes);
+
+/**
+ * `FCGX_Accept_r` with a time limit, for programs with an event loop of
+ * their own. Finishes the current request, then waits at most
+ * `timeout_ms` milliseconds for the next one: on the kept-alive
+ * connection, on any connection the library holds without a thread, or
+ * on a new connection. 0: takes a request that is ready now and never
+ * blocks; -1: no limit. Returns 0 with `in`, `out`, `err` and `envp` set
+ * as after `FCGX_Accept_r`; `FCGX_ACCEPT_TIMEOUT` when no request was
+ * complete in time; or a negative errno: -EINTR after a shutdown request
+ * (SIGTERM, SIGUSR1 with the library's handler, `FCGX_ShutdownPending`)
+ * or, with `FCGI_FAIL_ACCEPT_ON_INTR`, a signal; -EINVAL for a NULL
+ * request or a timeout below -1; -EBADF without a listening socket;
+ * -ENOSYS where connections cannot wait without a thread (Linux only).
+ *
+ * After `FCGX_ACCEPT_TIMEOUT` the request holds no connection and no
+ * request (`ipcFd` is -1, `envp` empty): call it again, or wait on
+ * `FCGX_GetReadyFd` first. A connection whose request head has begun but
+ * not arrived whole is kept for a later call, with its head deadline
+ * (`LIBFCGI_HEAD_TIMEOUT`). The time limit is kept to the millisecond
+ * while the library waits in its epoll set; an `accept()` that loses a
+ * connection to another thread or process at the last moment ends at
+ * the next tick of the library's watcher after the limit (10 ms).
+ *
+ * # Safety
+ * `request` is NULL or a request set up by `FCGX_InitRequest`, used by
+ * one thread at a time; its listening socket stays open during the call
+ * (fcgiapp.h must be included before fcgi_ext.h for this declaration).
+ */
+DLLAPI int FCGX_AcceptTimeout_r(FCGX_Request *request, int timeout_ms);
+
+/**
+ * A descriptor that a program's own `poll`, `epoll` or `select` waits on
+ * for "a request may be ready" on the request's listening socket; then
+ * `FCGX_AcceptTimeout_r(request, 0)` takes it without blocking. It is
+ * readable when a connection is pending on the listening socket, when
+ * input arrives on a connection the library holds without a thread (a
+ * kept-alive connection between two requests, a request head not yet
+ * whole), and, for good, once a shutdown is requested (then
+ * `FCGX_AcceptTimeout_r` returns -EINTR).
+ *
+ * The contract: wait for input (POLLIN, EPOLLIN; it is an epoll set,
+ * level-triggered for the waiter), then call `FCGX_AcceptTimeout_r(request,
+ * 0)` and serve what it returns, again and again until it returns
+ * `FCGX_ACCEPT_TIMEOUT`; only then wait again. Readiness can be spurious
+ * (input that was not a whole request yet, a connection another thread
+ * took): then the call returns `FCGX_ACCEPT_TIMEOUT` at once. Never read
+ * from it, and never close it: it belongs to the library, the same for
+ * every request on the same listening socket, open for the life of the
+ * process (after `fork()`, call this again in the child). Returns the
+ * descriptor, or -1 with errno: EINVAL (NULL request), EBADF (no
+ * listening socket), ENOSYS (not Linux), or what creating it failed
+ * with (EMFILE).
+ *
+ * # Safety
+ * `request` is NULL or a request set up by `FCGX_InitRequest`; its
+ * listening socket stays open during the call.
+ */
+DLLAPI int FCGX_GetReadyFd(FCGX_Request *request);
 
 #if defined (c_plusplus) || defined (__cplusplus)
 } /* terminate extern "C" { */

@@ -371,6 +371,8 @@ fn exports_are_the_originals() {
         "FCGX_SetMaxParams",
         "FCGX_SetOutputBufferSize",
         "FCGX_SetStreamBufferSize",
+        "FCGX_AcceptTimeout_r",
+        "FCGX_GetReadyFd",
     ];
     let extra: Vec<&String> = ours
         .keys()

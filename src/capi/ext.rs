@@ -1,6 +1,7 @@
 //! Extensions of this library that libfcgi does not have, declared in
 //! `fcgi_ext.h` (never in the original headers): the limits that protect a
-//! process from slow and hostile peers. Each is also read from an
+//! process from slow and hostile peers, output buffering, and accepting
+//! from a program's own event loop. Each limit is also read from an
 //! environment variable at the first library call, for programs that
 //! cannot be changed; these functions override it for the whole process,
 //! at any time (a change applies to waits that start afterwards).
@@ -155,6 +156,136 @@ pub unsafe extern "C" fn FCGX_SetStreamBufferSize(
         match result {
             Ok(()) => 0,
             Err(e) => fail(e.code()),
+        }
+    })
+}
+
+/// What `FCGX_AcceptTimeout_r` returns when no request was ready in time:
+/// a value that is neither a negative errno nor one of libfcgi's codes.
+pub const FCGX_ACCEPT_TIMEOUT: c_int = -9000;
+
+/// `FCGX_Accept_r` with a time limit, for programs with an event loop of
+/// their own. Finishes the current request, then waits at most
+/// `timeout_ms` milliseconds for the next one: on the kept-alive
+/// connection, on any connection the library holds without a thread, or
+/// on a new connection. 0: takes a request that is ready now and never
+/// blocks; -1: no limit. Returns 0 with `in`, `out`, `err` and `envp` set
+/// as after `FCGX_Accept_r`; `FCGX_ACCEPT_TIMEOUT` when no request was
+/// complete in time; or a negative errno: -EINTR after a shutdown request
+/// (SIGTERM, SIGUSR1 with the library's handler, `FCGX_ShutdownPending`)
+/// or, with `FCGI_FAIL_ACCEPT_ON_INTR`, a signal; -EINVAL for a NULL
+/// request or a timeout below -1; -EBADF without a listening socket;
+/// -ENOSYS where connections cannot wait without a thread (Linux only).
+///
+/// After `FCGX_ACCEPT_TIMEOUT` the request holds no connection and no
+/// request (`ipcFd` is -1, `envp` empty): call it again, or wait on
+/// `FCGX_GetReadyFd` first. A connection whose request head has begun but
+/// not arrived whole is kept for a later call, with its head deadline
+/// (`LIBFCGI_HEAD_TIMEOUT`). The time limit is kept to the millisecond
+/// while the library waits in its epoll set; an `accept()` that loses a
+/// connection to another thread or process at the last moment ends at
+/// the next tick of the library's watcher after the limit (10 ms).
+///
+/// # Safety
+/// `request` is NULL or a request set up by `FCGX_InitRequest`, used by
+/// one thread at a time; its listening socket stays open during the call
+/// (fcgiapp.h must be included before fcgi_ext.h for this declaration).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_AcceptTimeout_r(
+    request: *mut super::types::FCGX_Request,
+    timeout_ms: c_int,
+) -> c_int {
+    use super::handle::handle_root;
+    use super::types::FCGI_FAIL_ACCEPT_ON_INTR;
+    ffi_guard!(-sys::code::EINVAL, {
+        // SAFETY: NULL or an initialised request, per the contract.
+        let Some(r) = (unsafe { request.as_mut() }) else {
+            return -sys::code::EINVAL;
+        };
+        if timeout_ms < -1 {
+            return -sys::code::EINVAL;
+        }
+        let timeout = u64::try_from(timeout_ms).unwrap_or(u64::MAX / 2);
+        super::init::ensure_init();
+        let listen = r.listen_sock;
+        let fail_on_intr = r.flags & FCGI_FAIL_ACCEPT_ON_INTR != 0;
+        let root = handle_root(r);
+        let result = {
+            // SAFETY: root is this request's live handle, and this is the
+            // only reference to it (one thread at a time, per the
+            // contract); it ends with this block, before accepted().
+            let h = unsafe { &mut *root.as_ptr() };
+            h.session.set_detached(r.detached != 0);
+            if listen < 0 {
+                h.session.finish();
+                Err(std::io::Error::from_raw_os_error(sys::code::EBADF))
+            } else {
+                // SAFETY: the listening socket stays open during the call
+                // (the contract); the borrow ends with the call.
+                let listen = unsafe { sys::borrow_fd(listen) };
+                h.session.accept_until(listen, fail_on_intr, timeout)
+            }
+        };
+        let timed_out = matches!(result, Ok(false));
+        // SAFETY: root is the live handle and no reference to it is live.
+        let rc = unsafe { super::request::accepted(r, root, result) };
+        if timed_out { FCGX_ACCEPT_TIMEOUT } else { rc }
+    })
+}
+
+/// A descriptor that a program's own `poll`, `epoll` or `select` waits on
+/// for "a request may be ready" on the request's listening socket; then
+/// `FCGX_AcceptTimeout_r(request, 0)` takes it without blocking. It is
+/// readable when a connection is pending on the listening socket, when
+/// input arrives on a connection the library holds without a thread (a
+/// kept-alive connection between two requests, a request head not yet
+/// whole), and, for good, once a shutdown is requested (then
+/// `FCGX_AcceptTimeout_r` returns -EINTR).
+///
+/// The contract: wait for input (POLLIN, EPOLLIN; it is an epoll set,
+/// level-triggered for the waiter), then call `FCGX_AcceptTimeout_r(request,
+/// 0)` and serve what it returns, again and again until it returns
+/// `FCGX_ACCEPT_TIMEOUT`; only then wait again. Readiness can be spurious
+/// (input that was not a whole request yet, a connection another thread
+/// took): then the call returns `FCGX_ACCEPT_TIMEOUT` at once. Never read
+/// from it, and never close it: it belongs to the library, the same for
+/// every request on the same listening socket, open for the life of the
+/// process (after `fork()`, call this again in the child). Returns the
+/// descriptor, or -1 with errno: EINVAL (NULL request), EBADF (no
+/// listening socket), ENOSYS (not Linux), or what creating it failed
+/// with (EMFILE).
+///
+/// # Safety
+/// `request` is NULL or a request set up by `FCGX_InitRequest`; its
+/// listening socket stays open during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn FCGX_GetReadyFd(request: *mut super::types::FCGX_Request) -> c_int {
+    use super::handle::handle_root;
+    ffi_guard!(-1, {
+        // SAFETY: NULL or an initialised request, per the contract.
+        let Some(r) = (unsafe { request.as_mut() }) else {
+            sys::set_errno(sys::code::EINVAL);
+            return -1;
+        };
+        if r.listen_sock < 0 {
+            sys::set_errno(sys::code::EBADF);
+            return -1;
+        }
+        super::init::ensure_init();
+        let listen = r.listen_sock;
+        let root = handle_root(r);
+        // SAFETY: root is this request's live handle, the only reference
+        // to it; it ends with this statement.
+        let h = unsafe { &mut *root.as_ptr() };
+        // SAFETY: the listening socket stays open during the call (the
+        // contract); the borrow ends with the call.
+        let listen = unsafe { sys::borrow_fd(listen) };
+        match h.session.ready_fd(listen) {
+            Ok(fd) => fd,
+            Err(e) => {
+                sys::set_errno(e.raw_os_error().unwrap_or(sys::code::EINVAL));
+                -1
+            }
         }
     })
 }

@@ -105,7 +105,11 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
 ///
 /// # Safety
 /// `root` is `r`'s live handle and no reference to it is live.
-unsafe fn accepted(r: &mut FCGX_Request, root: NonNull<Handle>, result: io::Result<bool>) -> c_int {
+pub(super) unsafe fn accepted(
+    r: &mut FCGX_Request,
+    root: NonNull<Handle>,
+    result: io::Result<bool>,
+) -> c_int {
     let ready = matches!(result, Ok(true));
     {
         // SAFETY: per the contract; the borrow ends with this block.

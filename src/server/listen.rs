@@ -117,6 +117,7 @@ pub fn set_wake_signal(sig: i32) {
 pub fn request_shutdown() {
     if !SHUTDOWN_PENDING.swap(true, Ordering::SeqCst) {
         watch::wake_all_waiting(0);
+        super::waiting::announce_shutdown();
     }
 }
 
@@ -126,6 +127,7 @@ pub fn request_shutdown() {
 pub fn shutdown_signal(sig: i32) {
     if !SHUTDOWN_PENDING.swap(true, Ordering::SeqCst) {
         watch::wake_all_waiting(sig);
+        super::waiting::announce_shutdown();
     }
 }
 
@@ -168,7 +170,18 @@ pub fn accept_one(
     fail_on_intr: bool,
     cfg: &Config,
 ) -> io::Result<Option<Accepted>> {
-    let waiting = watch::Waiting::enter(watch::State::Accept, listen.as_raw_fd(), 0);
+    accept_one_by(listen, fail_on_intr, cfg, 0)
+}
+
+/// [`accept_one`] with a deadline ([`watch::now_ms`] value; 0: none): a
+/// wait still blocked then is ended by the watcher (`Ok(None)`).
+pub fn accept_one_by(
+    listen: BorrowedFd<'_>,
+    fail_on_intr: bool,
+    cfg: &Config,
+    deadline: u64,
+) -> io::Result<Option<Accepted>> {
+    let waiting = watch::Waiting::enter(watch::State::Accept, listen.as_raw_fd(), deadline);
     loop {
         if shutdown_pending() {
             return Err(io::Error::from_raw_os_error(sys::code::EINTR));

@@ -387,6 +387,82 @@ impl Session {
         }
     }
 
+    /// [`Session::accept`] that gives up after `timeout_ms` milliseconds
+    /// (0: only takes what is ready now, never blocks): `Ok(false)` when
+    /// no request was complete by then. No thread blocks on one connection
+    /// here: the kept-alive connection of the request just finished, and
+    /// connections whose request head has not arrived whole, wait in the
+    /// listening socket's room (its epoll set: see [`Session::ready_fd`]),
+    /// where a later call takes them. Errors as for [`Session::accept`]
+    /// (EINTR at a shutdown); where connections cannot wait without a
+    /// thread (not Linux), [`sys::code::UNSUPPORTED`] before anything is
+    /// done.
+    pub fn accept_until(
+        &mut self,
+        listen: BorrowedFd<'_>,
+        fail_on_intr: bool,
+        timeout_ms: u64,
+    ) -> io::Result<bool> {
+        let lfd = listen.as_raw_fd();
+        let Some(room) = self.room_for(lfd) else {
+            return Err(io::Error::from_raw_os_error(sys::code::UNSUPPORTED));
+        };
+        self.finish();
+        watch::start();
+        let deadline = watch::now_ms().saturating_add(timeout_ms);
+        let cfg = config();
+        let mut kept = self.conn.is_some();
+        loop {
+            if self.conn.is_none() {
+                match room.take_until(listen, fail_on_intr, deadline)? {
+                    Taken::Parked(p) => self.resume(p),
+                    Taken::New(a) => self.adopt(listen, a),
+                    // (Accept comes only from take.)
+                    Taken::TimedOut | Taken::Accept => return Ok(false),
+                    Taken::Interrupted => {
+                        return Err(io::Error::from_raw_os_error(sys::code::EINTR));
+                    }
+                }
+                kept = false;
+            }
+            match self.read_request_head(cfg, lfd, fail_on_intr, true, kept) {
+                Ok(Head::Ready) => return Ok(true),
+                Ok(Head::Ended) => self.close_connection(),
+                Ok(Head::Park) => self.park(lfd),
+                Err(HeadError::Interrupted) => {
+                    return Err(io::Error::from_raw_os_error(sys::code::EINTR));
+                }
+                Err(e) => {
+                    config::log(format_args!("connection dropped: {e}"));
+                    self.close_connection();
+                }
+            }
+            kept = false;
+        }
+    }
+
+    /// The descriptor an event loop waits on for "a request may be ready"
+    /// on `listen` (see [`Room::ready_fd`]); then [`Session::accept_until`]
+    /// with 0 takes it without blocking. [`sys::code::UNSUPPORTED`] where
+    /// connections cannot wait without a thread (not Linux).
+    pub fn ready_fd(&mut self, listen: BorrowedFd<'_>) -> io::Result<RawFd> {
+        match self.room_for(listen.as_raw_fd()) {
+            Some(room) => room.ready_fd(),
+            None => Err(io::Error::from_raw_os_error(sys::code::UNSUPPORTED)),
+        }
+    }
+
+    /// The room of listening socket `lfd`, made if there is none yet.
+    fn room_for(&mut self, lfd: RawFd) -> Option<Arc<Room>> {
+        if self.room.as_ref().is_some_and(|r| !r.is_for(lfd)) {
+            self.room = None;
+        }
+        if self.room.is_none() {
+            self.room = waiting::room(lfd);
+        }
+        self.room.clone()
+    }
+
     // ---- connections the caller accepted -----------------------------------
 
     /// Serves requests from a connection the caller accepted itself (from
@@ -461,7 +537,8 @@ impl Session {
                     Taken::Interrupted => {
                         return Err(io::Error::from_raw_os_error(sys::code::EINTR));
                     }
-                    Taken::Accept => {}
+                    // (TimedOut comes only from take_until.)
+                    Taken::Accept | Taken::TimedOut => {}
                 }
             }
             match listen::accept_one(listen, fail_on_intr, cfg)? {

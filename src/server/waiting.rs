@@ -65,6 +65,8 @@ pub enum Taken {
     Accept,
     /// A shutdown request, or a signal with `FCGI_FAIL_ACCEPT_ON_INTR`.
     Interrupted,
+    /// [`Room::take_until`]: nothing was ready by the deadline.
+    TimedOut,
 }
 
 /// What the watcher needs to know of a room.
@@ -80,6 +82,9 @@ pub struct Work {
 /// The listening socket's token in the epoll set.
 #[cfg(target_os = "linux")]
 const LISTENER: u64 = u64::MAX;
+/// The shutdown event's token (in rooms whose set a program waits on).
+#[cfg(target_os = "linux")]
+const SHUTDOWN: u64 = u64::MAX - 1;
 
 /// Tokens of parked connections: never reused, so an event that comes
 /// late can never be taken for another connection.
@@ -120,6 +125,9 @@ pub struct Room {
     /// Threads in [`Room::take`]'s wait.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     waiters: AtomicUsize,
+    /// The shutdown event is in the set ([`Room::ready_fd`]).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    shutdown_watched: std::sync::Once,
 }
 
 /// Connections parked in all rooms.
@@ -210,6 +218,46 @@ fn log_closed(why: &str, n: usize) {
     }
 }
 
+/// The shutdown event of this process (an eventfd, made by the first
+/// [`Room::ready_fd`] of each fork generation and never closed), as
+/// `(fork generation + 1) << 32 | descriptor`; 0: none. Read by
+/// [`announce_shutdown`] from signal handlers, hence an atomic.
+#[cfg(target_os = "linux")]
+static SHUTDOWN_EVENT: AtomicU64 = AtomicU64::new(0);
+
+/// The shutdown event of this fork generation, made on first use.
+#[cfg(target_os = "linux")]
+fn shutdown_event() -> io::Result<RawFd> {
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _guard = lock(&MAKING);
+    let generation = u64::from(watch::fork_generation()) + 1;
+    let v = SHUTDOWN_EVENT.load(Ordering::SeqCst);
+    if v >> 32 == generation {
+        return Ok((v & 0xffff_ffff) as RawFd);
+    }
+    // (A parent's event copied by fork() stays open, unused: closing it
+    // could let a signal handler write to a reused number.)
+    let fd = sys::IntoRawFd::into_raw_fd(sys::event_fd()?);
+    SHUTDOWN_EVENT.store((generation << 32) | fd as u32 as u64, Ordering::SeqCst);
+    if listen::shutdown_pending() {
+        sys::signal_event_number(fd);
+    }
+    Ok(fd)
+}
+
+/// A shutdown was requested: makes the shutdown event readable, so that
+/// programs waiting on a room's descriptor ([`Room::ready_fd`]) in their
+/// own event loop wake up. Async-signal-safe (atomics and one `write`).
+pub fn announce_shutdown() {
+    #[cfg(target_os = "linux")]
+    {
+        let v = SHUTDOWN_EVENT.load(Ordering::SeqCst);
+        if v != 0 && v >> 32 == u64::from(watch::fork_generation()) + 1 {
+            sys::signal_event_number((v & 0xffff_ffff) as RawFd);
+        }
+    }
+}
+
 impl Room {
     #[cfg(target_os = "linux")]
     fn new(listen: RawFd, fork_generation: u32) -> Option<Room> {
@@ -222,6 +270,7 @@ impl Room {
             inner: Mutex::new(Rooms::default()),
             parked: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
+            shutdown_watched: std::sync::Once::new(),
         })
     }
 
@@ -415,6 +464,78 @@ impl Room {
         None
     }
 
+    /// The descriptor a program's own event loop waits on for "a request
+    /// may be ready here": the room's epoll set, readable when a new
+    /// connection is pending on the listening socket, when input arrives
+    /// on a parked connection, and after a shutdown request (its event is
+    /// put in the set here). It stays open for the life of the process
+    /// (in a `fork()` child, the child's room has another).
+    #[cfg(target_os = "linux")]
+    pub fn ready_fd(&self) -> io::Result<RawFd> {
+        let mut result = Ok(());
+        self.shutdown_watched.call_once(|| {
+            result = shutdown_event().and_then(|fd| self.epoll.add_level_number(fd, SHUTDOWN));
+        });
+        result?;
+        Ok(sys::AsRawFd::as_raw_fd(&sys::AsFd::as_fd(&self.epoll)))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn ready_fd(&self) -> io::Result<RawFd> {
+        Err(io::Error::from_raw_os_error(crate::sys::code::UNSUPPORTED))
+    }
+
+    /// Like [`Room::take`], for a caller that gives up at `deadline` (a
+    /// [`watch::now_ms`] value; one already past: look once, never
+    /// block): never [`Taken::Accept`], the thread waits in the room even
+    /// while nothing is parked (the listening socket is in the set), and
+    /// takes one event per wait, so the set stays readable while more
+    /// work is there. [`Taken::TimedOut`] when nothing came in time.
+    pub fn take_until(
+        &self,
+        listen: BorrowedFd<'_>,
+        fail_on_intr: bool,
+        deadline: u64,
+    ) -> io::Result<Taken> {
+        loop {
+            if listen::shutdown_pending() {
+                return Ok(Taken::Interrupted);
+            }
+            if let Some(p) = self.pop_ready() {
+                return Ok(Taken::Parked(p));
+            }
+            let remaining = deadline.saturating_sub(watch::now_ms());
+            let timeout = i32::try_from(remaining).unwrap_or(i32::MAX);
+            match self.wait_events(fail_on_intr, timeout, 1)? {
+                Some(true) => {
+                    // A connection another thread (or process) accepted
+                    // first leaves this accept blocked: the watcher ends
+                    // it at the deadline (Ok(None), as for a rescue).
+                    let accepted = listen::accept_one_by(
+                        listen,
+                        fail_on_intr,
+                        config::config(),
+                        deadline.max(1),
+                    );
+                    self.watch_listener();
+                    match accepted {
+                        Ok(Some(a)) => return Ok(Taken::New(a)),
+                        Ok(None) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                            return Ok(Taken::Interrupted);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Some(false) if remaining == 0 => {
+                    return Ok(self.pop_ready().map_or(Taken::TimedOut, Taken::Parked));
+                }
+                Some(false) => {}
+                None => return Ok(Taken::Interrupted),
+            }
+        }
+    }
+
     /// Waits for work: a parked connection with input, or a new connection.
     /// Returns [`Taken::Accept`] when nothing is parked any more.
     pub fn take(&self, listen: BorrowedFd<'_>, fail_on_intr: bool) -> io::Result<Taken> {
@@ -428,7 +549,7 @@ impl Room {
             if !self.busy() {
                 return Ok(Taken::Accept);
             }
-            match self.wait_events(fail_on_intr)? {
+            match self.wait_events(fail_on_intr, -1, 8)? {
                 Some(true) => {
                     // The listening socket fired: accept one connection,
                     // then let the next waiter see the socket again.
@@ -449,22 +570,29 @@ impl Room {
         }
     }
 
-    /// One epoll wait. `Some(true)`: the listening socket fired (it must be
+    /// One epoll wait of at most `timeout_ms` (-1: no limit) for at most
+    /// `most` events. `Some(true)`: the listening socket fired (it must be
     /// armed again); `Some(false)`: fired connections were queued, or the
-    /// wait was interrupted to look again; `None`: interrupted for good.
+    /// wait timed out or was interrupted to look again; `None`:
+    /// interrupted for good.
     #[cfg(target_os = "linux")]
-    fn wait_events(&self, fail_on_intr: bool) -> io::Result<Option<bool>> {
+    fn wait_events(
+        &self,
+        fail_on_intr: bool,
+        timeout_ms: i32,
+        most: usize,
+    ) -> io::Result<Option<bool>> {
         let mut tokens = [0u64; 8];
         // Alone, take a few events at once; with other waiters, two each
         // (one to serve now, one queued for whoever is free first).
         let others = self.waiters.fetch_add(1, Ordering::SeqCst);
-        let want = if others > 0 { 2 } else { tokens.len() };
+        let want = if others > 0 { 2 } else { tokens.len() }.min(most);
         let waiting = Waiting::enter(State::Pool, self.listen, 0);
         if listen::shutdown_pending() {
             self.waiters.fetch_sub(1, Ordering::SeqCst);
             return Ok(None);
         }
-        let r = self.epoll.wait(&mut tokens[..want], -1);
+        let r = self.epoll.wait(&mut tokens[..want], timeout_ms);
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         let n = match r {
             Ok(n) => n,
@@ -480,7 +608,11 @@ impl Room {
         let mut listener = false;
         let mut st = lock(&self.inner);
         for &t in &tokens[..n] {
-            if t == LISTENER {
+            if t == SHUTDOWN {
+                if listen::shutdown_pending() {
+                    return Ok(None);
+                }
+            } else if t == LISTENER {
                 listener = true;
             } else if st.entries.contains_key(&t) {
                 st.ready.push_back(t);
@@ -492,7 +624,7 @@ impl Room {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn wait_events(&self, _fail_on_intr: bool) -> io::Result<Option<bool>> {
+    fn wait_events(&self, _: bool, _: i32, _: usize) -> io::Result<Option<bool>> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 }

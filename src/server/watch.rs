@@ -106,7 +106,8 @@ struct Slot {
     seq: AtomicU32,
     /// The listening socket of the request object (-1: none).
     listen: AtomicI32,
-    /// [`now_ms`] by which a request head must be complete (0: none).
+    /// [`now_ms`] by which a request head must be complete, or an accept
+    /// with a timeout must end (0: none).
     deadline: AtomicU64,
 }
 
@@ -547,7 +548,10 @@ fn survey(now: u64, mem: &mut Memory, sig: i32) -> HashMap<RawFd, Listener> {
 fn past_its_limit(s: &Slot, state: State, age: u64, now: u64) -> bool {
     let lim = limits();
     match state {
-        State::Head => {
+        // A request head's deadline; in accept, the caller's
+        // (FCGX_AcceptTimeout_r), for an accept that lost the connection
+        // to another thread.
+        State::Head | State::Accept => {
             let d = s.deadline.load(Ordering::Relaxed);
             d != 0 && now >= d
         }

@@ -22,6 +22,8 @@ pub mod code {
     pub const ETIMEDOUT: i32 = libc::ETIMEDOUT;
     pub const EALREADY: i32 = libc::EALREADY;
     pub const ENOMEM: i32 = libc::ENOMEM;
+    /// What this platform cannot do (waiting without a thread: not Linux).
+    pub const UNSUPPORTED: i32 = libc::ENOSYS;
     /// Errors after which `accept()` is simply tried again.
     pub const TRANSIENT_ACCEPT: &[i32] = &[
         libc::ECONNABORTED,
@@ -868,6 +870,13 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token, libc::EPOLLET)
     }
 
+    /// Watches `fd` for input, level-triggered: an event at every wait
+    /// while it has input (the library's shutdown event, known by its
+    /// number; see [`add_number`](Self::add_number)).
+    pub fn add_level_number(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, 0)
+    }
+
     /// Stops watching `fd`.
     pub fn remove(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
@@ -894,6 +903,26 @@ impl Epoll {
         }
         Ok(n)
     }
+}
+
+/// An eventfd (Linux), non-blocking and closed on exec: readable once
+/// [`signal_event_number`] has been called on it.
+#[cfg(target_os = "linux")]
+pub fn event_fd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: fd was just returned by eventfd and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes the eventfd `fd` readable (adds 1 to its counter).
+/// Async-signal-safe. For a descriptor known by its number only, one the
+/// library made and never closes.
+#[cfg(target_os = "linux")]
+pub fn signal_event_number(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: `one` is 8 readable bytes for the duration of the call.
+    let _ = unsafe { libc::write(fd, (&raw const one).cast(), size_of::<u64>()) };
 }
 
 #[cfg(target_os = "linux")]

@@ -85,6 +85,8 @@ pub mod code {
     pub const EINVAL: i32 = ws::WSAEINVAL;
     pub const EADDRNOTAVAIL: i32 = ws::WSAEADDRNOTAVAIL;
     pub const ETIMEDOUT: i32 = ws::WSAETIMEDOUT;
+    /// What this platform cannot do (waiting without a thread: Linux only).
+    pub const UNSUPPORTED: i32 = ws::WSAEOPNOTSUPP;
     /// Errors after which `accept()` is simply tried again.
     pub const TRANSIENT_ACCEPT: &[i32] = &[
         ws::WSAECONNABORTED,
