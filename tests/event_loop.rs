@@ -165,8 +165,9 @@ fn event_loop_serves_kept_alive_connections_without_blocking() {
             count += 1;
             assert_eq!(field(&resp, "request"), count);
             let accept_us = field(&resp, "longest-accept-us");
+            // (Under valgrind a first call through new code takes long.)
             assert!(
-                accept_us < 20_000 * i64::from(common::scale()),
+                common::instrumented() || accept_us < 20_000,
                 "FCGX_AcceptTimeout_r(0) blocked for {accept_us} us"
             );
             last_ticks = field(&resp, "ticks");
