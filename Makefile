@@ -24,9 +24,12 @@ HEADERS := $(wildcard include/fcgiapp.h include/fcgi_stdio.h include/fastcgi.h i
 
 .PHONY: all install uninstall clean demo test windows
 
+# One cargo invocation for the library and fcgi-client: both get the same
+# (workspace-unified) dependency features, so neither build invalidates the
+# other's (two invocations relinked the library each time), and a tree
+# built by `cargo build --release --workspace` is reused as it is.
 all:
-	$(CARGO) build --release --lib -p fcgi
-	$(CARGO) build --release -p fcgi-cli
+	$(CARGO) build --release -p fcgi -p fcgi-cli
 
 install: all
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(BINDIR)
