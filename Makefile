@@ -5,6 +5,7 @@
 #   $(PREFIX)/include/fcgiapp.h fcgi_stdio.h fastcgi.h fcgi_ext.h
 #   $(PREFIX)/lib/pkgconfig/fcgi.pc
 #   $(PREFIX)/bin/fcgi-client
+# `make deb` packages the runtime part of it for Debian (scripts/build-deb.sh).
 # Usage: make && sudo make install [PREFIX=/usr/local] [DESTDIR=...]; make uninstall.
 # (A plain Makefile rather than cargo-c: nothing to install first, and the
 # layout is spelled out here line by line.)
@@ -22,7 +23,7 @@ API_VERSION := 2.4.7
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 HEADERS := $(wildcard include/fcgiapp.h include/fcgi_stdio.h include/fastcgi.h include/fcgi_ext.h)
 
-.PHONY: all install uninstall clean demo test windows
+.PHONY: all install uninstall clean demo test windows deb
 
 # One cargo invocation for the library and fcgi-client: both get the same
 # (workspace-unified) dependency features, so neither build invalidates the
@@ -51,6 +52,11 @@ uninstall:
 
 demo:
 	scripts/demo.sh
+
+# The Debian package libfcgi0-rs, from the layout of `make install` above
+# (README, "Debian package"): target/debian/libfcgi0-rs_<version>-1_<arch>.deb.
+deb:
+	scripts/build-deb.sh
 
 # Windows (cross-built with mingw-w64; README, Windows): libfcgi.dll, its
 # import library libfcgi.dll.a (for mingw gcc: -L$(WIN_OUT) -lfcgi) and

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Builds the Debian package libfcgi0-rs (README, "Debian package"):
+#   target/debian/libfcgi0-rs_<version>-<revision>_<arch>.deb
+# from the layout `make install` gives (PREFIX=/usr, LIBDIR the multiarch
+# folder), so the package holds exactly the files and links the Makefile
+# installs (tests/install.rs): the runtime part of it, libfcgi.so.0.0.0
+# and its libfcgi.so.0 link. Maintainer scripts and metadata come from
+# packaging/deb/; Depends from dpkg-shlibdeps.
+#
+# Needs dpkg-dev (dpkg-architecture, dpkg-shlibdeps) and binutils (strip).
+# Settings (environment): DEB_REVISION (default 1), DEB_MAINTAINER,
+# DEB_OUT_DIR (default target/debian), SOURCE_DATE_EPOCH (default: the
+# last commit's time; file times and the changelog date, so the same
+# commit gives the same package).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+PKG=libfcgi0-rs
+ARCH=$(dpkg-architecture -qDEB_HOST_ARCH)
+MULTIARCH=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+LIBDIR=/usr/lib/$MULTIARCH
+# Where Debian's libfcgi.so.0.0.0 and libfcgi.so.0 go while ours is
+# installed: a folder ldconfig does not scan (packaging/deb/preinst.in).
+DIVERT_DIR=$LIBDIR/libfcgi0ldbl
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DEB_VERSION="$VERSION-${DEB_REVISION:-1}"
+MAINTAINER=${DEB_MAINTAINER:-"fcgi maintainers <maintainers@users.noreply.r-seed-28219381.example>"}
+# Not exported before the build: the cc crate reruns build.rs when
+# SOURCE_DATE_EPOCH changes, which would relink the library.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2> /dev/null || date +%s)}
+OUT=${DEB_OUT_DIR:-target/debian}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+DEB="$OUT/${PKG}_${DEB_VERSION}_${ARCH}.deb"
+
+# dpkg-shlibdeps wants a debian/control and the package's files under
+# debian/<package>, as in a source package: build/ is laid out that way.
+work="$OUT/build"
+rm -rf "$work"
+inst="$work/install"
+stage="$work/debian/$PKG"
+mkdir -p "$inst" "$stage/DEBIAN" "$stage$LIBDIR" "$stage/usr/share/doc/$PKG"
+
+make --no-print-directory install DESTDIR="$inst" PREFIX=/usr LIBDIR="$LIBDIR"
+
+# The runtime files of the installed layout: the library and its SONAME
+# link (libfcgi.so, libfcgi.a, the headers and fcgi.pc are development
+# files, which Debian's libfcgi-dev provides; fcgi-client stays out of a
+# library package).
+cp "$inst$LIBDIR/libfcgi.so.0.0.0" "$stage$LIBDIR/"
+cp -P "$inst$LIBDIR/libfcgi.so.0" "$stage$LIBDIR/"
+[ "$(readlink "$stage$LIBDIR/libfcgi.so.0")" = libfcgi.so.0.0.0 ]
+lib="$stage$LIBDIR/libfcgi.so.0.0.0"
+soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+if [ "$soname" != libfcgi.so.0 ]; then
+    echo "build-deb: $lib has SONAME '$soname', not libfcgi.so.0" >&2
+    exit 1
+fi
+# As dh_strip does for a shared library (the build keeps line tables).
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$lib"
+chmod 644 "$lib"
+
+doc="$stage/usr/share/doc/$PKG"
+cp packaging/deb/copyright "$doc/copyright"
+mkdir -p "$stage/usr/share/lintian/overrides"
+cp packaging/deb/lintian-overrides "$stage/usr/share/lintian/overrides/$PKG"
+gzip -9n < CHANGELOG.md > "$doc/changelog.gz"
+{
+    echo "fcgi ($DEB_VERSION) unstable; urgency=medium"
+    echo
+    echo "  * fcgi $VERSION packaged by scripts/build-deb.sh from the layout of"
+    echo "    \`make install\`; changes of the library: changelog.gz."
+    echo
+    echo " -- $MAINTAINER  $(LC_ALL=C date -u -R -d "@$epoch")"
+} | gzip -9n > "$doc/changelog.Debian.gz"
+
+fill() {
+    sed -e "s|@LIBDIR@|$LIBDIR|g" -e "s|@DIVERT_DIR@|$DIVERT_DIR|g" \
+        -e "s|@DEB_VERSION@|$DEB_VERSION|g" -e "s|@ARCH@|$ARCH|g" \
+        -e "s|@MAINTAINER@|$MAINTAINER|g" -e "s|@DEPENDS@|${DEPENDS:-}|g" \
+        -e "s|@INSTALLED_SIZE@|${INSTALLED_SIZE:-}|g" "$1"
+}
+fill packaging/deb/preinst.in > "$stage/DEBIAN/preinst"
+fill packaging/deb/postrm.in > "$stage/DEBIAN/postrm"
+chmod 755 "$stage/DEBIAN/preinst" "$stage/DEBIAN/postrm"
+cp packaging/deb/triggers "$stage/DEBIAN/triggers"
+fill packaging/deb/shlibs.in > "$stage/DEBIAN/shlibs"
+chmod 644 "$stage/DEBIAN/triggers" "$stage/DEBIAN/shlibs"
+
+# Depends: the versions of libc6 and libgcc-s1 (Rust's unwinder) whose
+# symbols the library uses, from their symbols files.
+printf 'Source: fcgi\n\nPackage: %s\nArchitecture: any\n' "$PKG" > "$work/debian/control"
+DEPENDS=$(cd "$work" && dpkg-shlibdeps -O -e"debian/$PKG$LIBDIR/libfcgi.so.0.0.0" \
+    | sed -n 's/^shlibs:Depends=//p')
+if [ -z "$DEPENDS" ]; then
+    echo "build-deb: dpkg-shlibdeps found no dependencies" >&2
+    exit 1
+fi
+INSTALLED_SIZE=$(du -sk --apparent-size "$stage/usr" | cut -f1)
+fill packaging/deb/control.in > "$stage/DEBIAN/control"
+
+(cd "$stage" && find usr -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum) \
+    > "$stage/DEBIAN/md5sums"
+chmod 644 "$stage/DEBIAN/control" "$stage/DEBIAN/md5sums"
+find "$stage" -type d -exec chmod 755 {} +
+find "$stage" -exec touch -h -d "@$epoch" {} +
+
+rm -f "$DEB"
+SOURCE_DATE_EPOCH=$epoch dpkg-deb --root-owner-group -Zxz --build "$stage" "$DEB" > /dev/null
+echo "$DEB"
+cd "$repo"
