@@ -156,7 +156,7 @@ start_stack() {
         fcgiwrap -c 1 -s "unix:$d/fcgiwrap.sock" 2> "$d/fcgiwrap.stderr" &
     FCGIWRAP_PID=$!
     pids+=("$FCGIWRAP_PID")
-    for i in $(seq 100); do
+    for i in $(seq 600); do
         [ -S "$d/fcgiwrap.sock" ] && break
         kill -0 "$FCGIWRAP_PID" 2> /dev/null || fail "fcgiwrap ($name) exited: $(cat "$d/fcgiwrap.stderr")"
         sleep 0.05
@@ -201,7 +201,7 @@ EOF
         nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" 2> "$d/nginx.stderr" &
         local npid=$!
         local up=
-        for _ in $(seq 100); do
+        for _ in $(seq 600); do
             if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
                 up=1
                 break
@@ -290,27 +290,34 @@ check_fcgiwrap() {
     stop_pids
 }
 
+# Waits (up to 30 s, on a busy machine) until process $1 wrote "ready"
+# into $2.
+wait_ready() {
+    local _
+    for _ in $(seq 600); do
+        grep -q ready "$2" 2> /dev/null && return 0
+        kill -0 "$1" 2> /dev/null || fail "process $1 exited: $(cat "$2")"
+        sleep 0.05
+    done
+    fail "process $1 did not get ready in 30 s"
+}
+
 # libfcgi++.so.0 (Debian's C++ layer, not diverted) and Perl's FCGI load
 # libfcgi.so.0 through the same path.
 check_dependants() {
     local which=$1
-    python3 -c 'import ctypes, sys, time
+    # Debian's python3 (not a pyenv shim): its pid is the interpreter's.
+    /usr/bin/python3 -c 'import ctypes, sys, time
 ctypes.CDLL("libfcgi++.so.0")
-sys.stdout.write("ready\n"); sys.stdout.flush(); time.sleep(30)' > "$work/cxx.out" &
+sys.stdout.write("ready\n"); sys.stdout.flush(); time.sleep(60)' > "$work/cxx.out" &
     local p=$!
     pids+=("$p")
-    for _ in $(seq 100); do
-        grep -q ready "$work/cxx.out" 2> /dev/null && break
-        sleep 0.05
-    done
+    wait_ready "$p" "$work/cxx.out"
     assert_runs_on "$p" "a process that loaded libfcgi++.so.0" "$which"
-    perl -MFCGI -e 'print "ready\n"; $| = 1; sleep 30' > "$work/perl.out" &
+    /usr/bin/perl -MFCGI -e '$| = 1; print "ready\n"; sleep 60' > "$work/perl.out" &
     p=$!
     pids+=("$p")
-    for _ in $(seq 100); do
-        grep -q ready "$work/perl.out" 2> /dev/null && break
-        sleep 0.05
-    done
+    wait_ready "$p" "$work/perl.out"
     assert_runs_on "$p" "perl -MFCGI" "$which"
     stop_pids
 }
