@@ -21,8 +21,12 @@
 #
 # Whatever happens, the machine ends with Debian's library in place (an
 # EXIT trap removes our package and its diversions and, if needed,
-# reinstalls libfcgi0ldbl): the differential tests need it. Do not run it
-# while other tests use the system's libfcgi.so.0 on the same machine.
+# reinstalls libfcgi0ldbl): the differential tests need it. For the 20 s
+# it runs, the system's libfcgi.so.0 is ours: on a machine where other
+# tests may run at the same time, set FCGI_DEB_ISOLATED=1, which runs the
+# same round trip in a private copy-on-write view of / (a mount namespace
+# with an overlayfs over /, chrooted; the repository itself is shared), so
+# no other process sees the package; it needs unshare and overlayfs.
 # Idempotent; installs what it needs with apt-get. About 20 s once the
 # release build is there (CARGO_TARGET_DIR=target, the repository's).
 set -euo pipefail
@@ -34,6 +38,32 @@ if [ "$(id -u)" != 0 ]; then
 fi
 if ! command -v cargo > /dev/null; then
     export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+if [ "${FCGI_DEB_ISOLATED:-}" = 1 ] && [ -z "${FCGI_DEB_IN_OVERLAY:-}" ]; then
+    repo=$(pwd)
+    view=$(mktemp -d /tmp/ci-deb-view.XXXXXX)
+    # The new mount namespace's mounts vanish with it; only the empty
+    # folder is left to remove.
+    status=0
+    FCGI_DEB_IN_OVERLAY=1 unshare --mount --pid --fork --propagation private \
+        bash -c '
+        set -e
+        view=$1 repo=$2
+        mount -t tmpfs tmpfs "$view"
+        mkdir "$view/upper" "$view/work" "$view/root"
+        mount -t overlay overlay \
+            -o "lowerdir=/,upperdir=$view/upper,workdir=$view/work" "$view/root"
+        mount -t proc proc "$view/root/proc"
+        mount --rbind /dev "$view/root/dev"
+        mount --rbind /sys "$view/root/sys"
+        mount -t tmpfs tmpfs "$view/root/tmp"
+        mount -t tmpfs tmpfs "$view/root/run"
+        mount --bind "$repo" "$view/root$repo"
+        exec chroot "$view/root" "$repo/scripts/ci-deb.sh"
+        ' ci-deb "$view" "$repo" || status=$?
+    rmdir "$view"
+    exit "$status"
 fi
 
 PKG=libfcgi0-rs
