@@ -10,8 +10,8 @@
 # Needs dpkg-dev (dpkg-architecture, dpkg-shlibdeps) and binutils (strip).
 # Settings (environment): DEB_REVISION (default 1), DEB_MAINTAINER,
 # DEB_OUT_DIR (default target/debian), SOURCE_DATE_EPOCH (default: the
-# last commit's time; file times and the changelog date, so the same
-# commit gives the same package).
+# last commit's time; file times and the changelog date, so packaging the
+# same build twice gives the same bytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
