@@ -12,8 +12,9 @@
 #      (LIBFCGI_MAX_PARAMS, which only our library reads, refuses a
 #      request with too many parameters and LIBFCGI_LOG says why). So do
 #      libfcgi++.so.0 and Perl's FCGI. `dpkg -V` is clean for both packages.
-#   4. Reinstalling libfcgi0ldbl (as a security update would) and our
-#      package (an upgrade) keeps ours in place and the original aside.
+#   4. Reinstalling libfcgi0ldbl (as a security update would), reinstalling
+#      our package and upgrading it (to revision 2) keeps ours in place and
+#      the original aside.
 #   5. `apt-get remove` then `dpkg --purge`: no diversion left, Debian's
 #      files back with the checksums of libfcgi0ldbl's md5sums, `dpkg -V
 #      libfcgi0ldbl` clean, and fcgiwrap is on the original again (the
@@ -411,10 +412,15 @@ dpkg-divert --list "*libfcgi*"
 check_fcgiwrap ours
 check_dependants ours
 
-step "4. libfcgi0ldbl reinstalled (a security update), then $PKG upgraded over itself"
+step "4. libfcgi0ldbl reinstalled (a security update), $PKG reinstalled, then upgraded to revision 2"
 apt-get install -y -q --reinstall libfcgi0ldbl
 check_ours_installed
 dpkg -i "$deb"
+check_ours_installed
+deb2=$(DEB_REVISION=2 DEB_OUT_DIR="$work/deb2" scripts/build-deb.sh | tail -n 1)
+dpkg -i "$deb2"
+[ "$(dpkg-query -W -f='${Version}' "$PKG")" = "$(dpkg-deb -f "$deb2" Version)" ] ||
+    fail "$PKG was not upgraded to $(dpkg-deb -f "$deb2" Version)"
 check_ours_installed
 check_fcgiwrap ours
 
