@@ -46,6 +46,8 @@ pub(crate) fn ensure_init() {
     INIT.call_once(|| {
         config::config();
         #[cfg(unix)]
+        take_passed_socket();
+        #[cfg(unix)]
         {
             let installed = sys::install_signal_handlers(on_sigpipe, on_shutdown_signal);
             // Prefer SIGUSR1 for waking threads: it is the quieter of the two.
@@ -57,6 +59,71 @@ pub(crate) fn ensure_init() {
             }
         }
     });
+}
+
+/// systemd socket activation (`sd_listen_fds(3)` semantics): when a
+/// service manager passed listening sockets to this process (`LISTEN_PID`
+/// is its pid, `LISTEN_FDS` >= 1; they start at fd 3, named by
+/// `LISTEN_FDNAMES`), the one to serve (the first, or the one named by
+/// `LIBFCGI_LISTEN_FDNAME`) is made fd 0, where libfcgi programs find
+/// their listening socket (`FCGX_IsCGI`, `FCGI_Accept`, `FCGX_Accept`,
+/// `FCGX_InitRequest(&r, 0, 0)`), replacing what fd 0 was (systemd's
+/// `StandardInput`, /dev/null by default). Every passed descriptor is
+/// set close-on-exec, and the three variables are removed so that child
+/// processes do not take them for theirs. Nothing is done when fd 0 is
+/// a listening socket already (spawn-fcgi, `StandardInput=socket`), or
+/// when the chosen descriptor is not a listening socket (`Accept=yes`
+/// passes connections: not supported); each case is logged.
+#[cfg(unix)]
+fn take_passed_socket() {
+    use crate::server::activation;
+    let var = |name: &str| std::env::var(name).ok();
+    let Some(passed) = activation::passed(
+        var("LISTEN_PID").as_deref(),
+        var("LISTEN_FDS").as_deref(),
+        var("LISTEN_FDNAMES").as_deref(),
+        var("LIBFCGI_LISTEN_FDNAME").as_deref(),
+        sys::getpid() as u32,
+    ) else {
+        return;
+    };
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: at the library's first call, as sd_listen_fds(1) does it:
+        // a C thread reading the environment at this very moment could
+        // see it change (the program started no thread of the library's
+        // yet; Rust's own readers take std's lock).
+        unsafe { std::env::remove_var(name) };
+    }
+    for fd in passed.fds.clone() {
+        let _ = sys::set_cloexec_number(fd);
+    }
+    let fd = match passed.chosen {
+        Ok(fd) => fd,
+        Err(why) => {
+            config::log(format_args!(
+                "socket activation: {why}; nothing served from it"
+            ));
+            return;
+        }
+    };
+    if sys::is_listening_socket(0) {
+        config::log(format_args!(
+            "socket activation: fd 0 is a listening socket already; it is served, not fd {fd}"
+        ));
+        return;
+    }
+    if !sys::is_listening_socket(fd) {
+        config::log(format_args!(
+            "socket activation: fd {fd} is not a listening socket (Accept=yes is not supported)"
+        ));
+        return;
+    }
+    // SAFETY: fd 0 is the C program's standard input, which no Rust
+    // value owns; a program started by socket activation reads no input
+    // from it (it is /dev/null unless the unit says otherwise).
+    if let Err(e) = unsafe { sys::dup_onto(fd, 0) } {
+        config::log(format_args!("socket activation: fd {fd} onto fd 0: {e}"));
+    }
 }
 
 /// Initialises the library: reads `FCGI_WEB_SERVER_ADDRS` and the

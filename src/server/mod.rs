@@ -14,6 +14,7 @@
 //! }
 //! ```
 
+pub mod activation;
 #[cfg(unix)]
 pub mod asyncio;
 pub mod config;

@@ -518,6 +518,31 @@ pub unsafe fn borrow_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
+/// Sets FD_CLOEXEC on descriptor `fd`, known by its number (one a service
+/// manager passed): a number that is not open only makes the call fail.
+pub fn set_cloexec_number(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain fcntl calls on a number; no memory is passed.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// Makes descriptor `target` another descriptor of `fd`'s open file
+/// (`dup2`), closing what `target` was; `target` is not closed on exec.
+///
+/// # Safety
+/// Nothing in the process owns `target` as a Rust `OwnedFd` or relies on
+/// what it was (the caller hands its old file over to be closed).
+pub unsafe fn dup_onto(fd: RawFd, target: RawFd) -> io::Result<()> {
+    loop {
+        // SAFETY: plain syscall on numbers; the caller gives up `target`.
+        match cvt(unsafe { libc::dup2(fd, target) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(drop),
+        }
+    }
+}
+
 /// Installs the signal conventions of libfcgi (see `capi::init`): an empty
 /// SIGPIPE handler, and `on_shutdown` for SIGUSR1 and SIGTERM, each only
 /// where the program left the default or ignore disposition. No
