@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian package libfcgi0-rs (README, "Debian package"):
 #   target/debian/libfcgi0-rs_<version>-<revision>_<arch>.deb
+# and its debugging symbols, as Debian builds them (libfcgi0-rs-dbgsym):
+#   target/debian/libfcgi0-rs-dbgsym_<version>-<revision>_<arch>.deb
 # from the layout `make install` gives (PREFIX=/usr, LIBDIR the multiarch
 # folder), so the package holds exactly the files and links the Makefile
 # installs (tests/install.rs): the runtime part of it, libfcgi.so.0.0.0
@@ -57,9 +59,23 @@ if [ "$soname" != libfcgi.so.0 ]; then
     echo "build-deb: $lib has SONAME '$soname', not libfcgi.so.0" >&2
     exit 1
 fi
-# As dh_strip does for a shared library (the build keeps line tables).
+# As dh_strip does for a shared library: the debugging information (the
+# release profile keeps line tables) goes to the -dbgsym package, in the
+# file gdb and addr2line look up by the library's build ID.
+build_id=$(readelf -n "$lib" | sed -n 's/^ *Build ID: *\([0-9a-f]*\)$/\1/p')
+if [ "${#build_id}" -lt 3 ]; then
+    echo "build-deb: $lib has no GNU build ID" >&2
+    exit 1
+fi
+dbg_stage="$work/debian/$PKG-dbgsym"
+debug_file="/usr/lib/debug/.build-id/${build_id:0:2}/${build_id:2}.debug"
+mkdir -p "$dbg_stage/DEBIAN" "$(dirname "$dbg_stage$debug_file")" "$dbg_stage/usr/share/doc"
+objcopy --only-keep-debug --compress-debug-sections "$lib" "$dbg_stage$debug_file"
+chmod 644 "$dbg_stage$debug_file"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$lib"
+objcopy --add-gnu-debuglink="$dbg_stage$debug_file" "$lib"
 chmod 644 "$lib"
+ln -s "$PKG" "$dbg_stage/usr/share/doc/$PKG-dbgsym"
 
 doc="$stage/usr/share/doc/$PKG"
 cp packaging/deb/copyright "$doc/copyright"
@@ -79,7 +95,7 @@ fill() {
     sed -e "s|@LIBDIR@|$LIBDIR|g" -e "s|@DIVERT_DIR@|$DIVERT_DIR|g" \
         -e "s|@DEB_VERSION@|$DEB_VERSION|g" -e "s|@ARCH@|$ARCH|g" \
         -e "s|@MAINTAINER@|$MAINTAINER|g" -e "s|@DEPENDS@|${DEPENDS:-}|g" \
-        -e "s|@INSTALLED_SIZE@|${INSTALLED_SIZE:-}|g" "$1"
+        -e "s|@INSTALLED_SIZE@|${INSTALLED_SIZE:-}|g" -e "s|@BUILD_ID@|${BUILD_ID:-}|g" "$1"
 }
 fill packaging/deb/preinst.in > "$stage/DEBIAN/preinst"
 fill packaging/deb/postrm.in > "$stage/DEBIAN/postrm"
@@ -97,16 +113,24 @@ if [ -z "$DEPENDS" ]; then
     echo "build-deb: dpkg-shlibdeps found no dependencies" >&2
     exit 1
 fi
-INSTALLED_SIZE=$(du -sk --apparent-size "$stage/usr" | cut -f1)
-fill packaging/deb/control.in > "$stage/DEBIAN/control"
-
-(cd "$stage" && find usr -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum) \
-    > "$stage/DEBIAN/md5sums"
-chmod 644 "$stage/DEBIAN/control" "$stage/DEBIAN/md5sums"
-find "$stage" -type d -exec chmod 755 {} +
-find "$stage" -exec touch -h -d "@$epoch" {} +
-
-rm -f "$DEB"
-SOURCE_DATE_EPOCH=$epoch dpkg-deb --root-owner-group -Zxz --build "$stage" "$DEB" > /dev/null
+# Writes control (from template $2) and md5sums into package tree $1 and
+# builds it into $3.
+build_package() {
+    local tree=$1 template=$2 deb=$3
+    INSTALLED_SIZE=$(du -sk --apparent-size "$tree/usr" | cut -f1)
+    fill "$template" > "$tree/DEBIAN/control"
+    (cd "$tree" && find usr -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum) \
+        > "$tree/DEBIAN/md5sums"
+    chmod 644 "$tree/DEBIAN/control" "$tree/DEBIAN/md5sums"
+    find "$tree" -type d -exec chmod 755 {} +
+    find "$tree" -exec touch -h -d "@$epoch" {} +
+    rm -f "$deb"
+    SOURCE_DATE_EPOCH=$epoch dpkg-deb --root-owner-group -Zxz --build "$tree" "$deb" > /dev/null
+}
+DBGSYM_DEB="$OUT/${PKG}-dbgsym_${DEB_VERSION}_${ARCH}.deb"
+BUILD_ID=$build_id
+build_package "$dbg_stage" packaging/deb/control-dbgsym.in "$DBGSYM_DEB"
+build_package "$stage" packaging/deb/control.in "$DEB"
+# The last line is the library's package (scripts/ci-deb.sh reads it).
+echo "$DBGSYM_DEB"
 echo "$DEB"
-cd "$repo"

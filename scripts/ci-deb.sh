@@ -133,7 +133,7 @@ put_back_original() {
     set +e
     if dpkg-query -W -f='${Status}' "$PKG" 2> /dev/null | grep -q .; then
         echo "ci-deb: restoring: purging $PKG" >&2
-        dpkg --purge "$PKG" >&2
+        dpkg --purge "$PKG-dbgsym" "$PKG" >&2
     fi
     # Diversions left by a failed maintainer script.
     dpkg-divert --list "*libfcgi*" | awk -v p="$PKG" '$NF == p { print $3 }' |
@@ -397,37 +397,53 @@ check_dependants original
 
 step "2. build and check the package"
 deb=$(nice scripts/build-deb.sh | tail -n 1)
+dbgsym=${deb/\/${PKG}_/\/${PKG}-dbgsym_}
 [ -f "$deb" ] || fail "scripts/build-deb.sh made no package"
-dpkg-deb --info "$deb"
-dpkg-deb --contents "$deb"
+[ -f "$dbgsym" ] || fail "scripts/build-deb.sh made no $dbgsym"
+debug_file=$(dpkg-deb -c "$dbgsym" | awk '$6 ~ /\.debug$/ { print substr($6, 2) }')
+[ -n "$debug_file" ] || fail "$dbgsym holds no .debug file"
+for d in "$deb" "$dbgsym"; do
+    dpkg-deb --info "$d"
+    dpkg-deb --contents "$d"
+done
 if [ "${FCGI_DEB_LINTIAN:-1}" != 0 ]; then
-    TMPDIR="$work" lintian --fail-on error,warning --info --tag-display-limit 0 "$deb" ||
+    TMPDIR="$work" lintian --fail-on error,warning --info --tag-display-limit 0 "$deb" "$dbgsym" ||
         fail "lintian reports errors or warnings"
 fi
 
-step "3. install it (apt-get install ./$(basename "$deb"))"
-apt-get install -y -q "$(realpath "$deb")"
+step "3. install it (apt-get install ./$(basename "$deb") ./$(basename "$dbgsym"))"
+apt-get install -y -q "$(realpath "$deb")" "$(realpath "$dbgsym")"
 check_ours_installed
 dpkg-divert --list "*libfcgi*"
+# The stripped library's addresses resolve to our sources through the
+# -dbgsym package (found by build ID).
+addr=$(nm -D --defined-only "$LIBDIR/libfcgi.so.0.0.0" | awk '$3 == "FCGX_Accept_r" { print $1 }')
+line=$(addr2line -e "$LIBDIR/libfcgi.so.0.0.0" "0x$addr")
+[ -f "$debug_file" ] || fail "$debug_file not installed"
+case "$line" in
+    */src/capi/*.rs:[0-9]*) echo "ci-deb: FCGX_Accept_r is at $line (debugging symbols of $PKG-dbgsym)" ;;
+    *) fail "addr2line found no source line for FCGX_Accept_r: $line" ;;
+esac
 check_fcgiwrap ours
 check_dependants ours
 
 step "4. libfcgi0ldbl reinstalled (a security update), $PKG reinstalled, then upgraded to revision 2"
 apt-get install -y -q --reinstall libfcgi0ldbl
 check_ours_installed
-dpkg -i "$deb"
+dpkg -i "$deb" "$dbgsym"
 check_ours_installed
 deb2=$(DEB_REVISION=2 DEB_OUT_DIR="$work/deb2" scripts/build-deb.sh | tail -n 1)
-dpkg -i "$deb2"
+dpkg -i "$deb2" "${deb2/\/${PKG}_/\/${PKG}-dbgsym_}"
 [ "$(dpkg-query -W -f='${Version}' "$PKG")" = "$(dpkg-deb -f "$deb2" Version)" ] ||
     fail "$PKG was not upgraded to $(dpkg-deb -f "$deb2" Version)"
 check_ours_installed
 check_fcgiwrap ours
 
 step "5. remove and purge it: Debian's library back"
-apt-get remove -y -q "$PKG"
+apt-get remove -y -q "$PKG" "$PKG-dbgsym"
 check_original_files
 dpkg --purge "$PKG"
+[ ! -e "$debug_file" ] || fail "$debug_file left after the removal"
 check_original_files
 check_fcgiwrap original
 check_dependants original
