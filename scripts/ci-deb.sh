@@ -337,6 +337,8 @@ wait_ready() {
 # libfcgi.so.0 through the same path.
 check_dependants() {
     local which=$1
+    # (no "ready" left from an earlier call)
+    rm -f "$work/cxx.out" "$work/perl.out"
     # Debian's python3 (not a pyenv shim): its pid is the interpreter's.
     /usr/bin/python3 -c 'import ctypes, sys, time
 ctypes.CDLL("libfcgi++.so.0")
