@@ -356,6 +356,132 @@ fn shutdown_wakes_parked_waiters_and_finishes_the_request_in_flight() {
     }
 }
 
+/// A request whose body is still on its way: BEGIN_REQUEST, the end of
+/// PARAMS and a first piece of stdin; [`finish_in_flight`] sends the rest.
+fn start_in_flight(app: &App) -> UnixStream {
+    let mut busy = connect(app);
+    let mut head = begin(1, false);
+    push_record(&mut head, kind::PARAMS, 1, &[]);
+    push_record(&mut head, kind::STDIN, 1, b"before ");
+    busy.write_all(&head).unwrap();
+    busy
+}
+
+fn finish_in_flight(busy: &mut UnixStream) {
+    let mut rest = Vec::new();
+    push_record(&mut rest, kind::STDIN, 1, b"after");
+    push_record(&mut rest, kind::STDIN, 1, &[]);
+    busy.write_all(&rest).unwrap();
+    let (got, _) = read_to_close(busy);
+    assert!(
+        common::contains(&got, b"before after"),
+        "the request in flight was not finished: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// Waits until process `pid` has ended.
+fn wait_gone(app: &App, pid: i32) {
+    let deadline = Instant::now() + secs(5);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            Instant::now() < deadline,
+            "the application did not end after SIGTERM:\n{}",
+            app.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_shutdown_closes_idle_connections_while_a_request_is_in_flight() {
+    // Web servers cache idle kept-alive connections: at a shutdown they are
+    // closed at once, so the web server stops sending requests there,
+    // while the request in flight on another thread goes on.
+    let app = threaded("2", &[]);
+    let mut idle = Vec::new();
+    for i in 0..4 {
+        let mut s = connect(&app);
+        served(&mut s, &format!("idle={i}"));
+        idle.push(s);
+    }
+    let mut busy = start_in_flight(&app);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = app.pid() as i32;
+    // SAFETY: kill(2) on the application's process id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    for (i, s) in idle.iter_mut().enumerate() {
+        s.set_read_timeout(Some(secs(2))).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("idle connection {i} still open at the shutdown: {other:?}"),
+        }
+    }
+    finish_in_flight(&mut busy);
+    wait_gone(&app, pid);
+}
+
+#[test]
+fn a_request_that_arrived_before_a_shutdown_is_answered() {
+    // The only thread serves a request whose body is on its way; meanwhile
+    // a kept-alive connection gets its next request (the web server sent
+    // it before the shutdown). After SIGTERM both are answered; then the
+    // connections are closed and the process ends.
+    let app = threaded("1", &[]);
+    let mut late = connect(&app);
+    served(&mut late, "first=1");
+    let mut quiet = connect(&app);
+    served(&mut quiet, "quiet=1");
+    let mut busy = start_in_flight(&app);
+    std::thread::sleep(Duration::from_millis(200));
+    let req = Request::responder()
+        .keep_conn(true)
+        .param("QUERY_STRING", "late=1");
+    late.write_all(&encode_request(&req)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = app.pid() as i32;
+    // SAFETY: kill(2) on the application's process id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    finish_in_flight(&mut busy);
+    let (got, _) = read_to_close(&mut late);
+    assert!(
+        common::contains(&got, b"QUERY_STRING=late=1"),
+        "the request sent before the shutdown was not answered: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(got.windows(2).any(|w| w == [1, kind::END_REQUEST]));
+    let (got, _) = read_to_close(&mut quiet);
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    wait_gone(&app, pid);
+}
+
+#[test]
+fn a_head_under_way_at_a_shutdown_is_read_on_and_served() {
+    // The only thread has accepted a connection and waits for its head:
+    // the web server sent the request before it saw the shutdown. A head
+    // that comes within the grace (1 s) is served; then the process ends.
+    let app = threaded("1", &[]);
+    let mut s = connect(&app);
+    let req = encode_request(&Request::responder().param("QUERY_STRING", "after=1"));
+    s.write_all(&req[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = app.pid() as i32;
+    // SAFETY: kill(2) on the application's process id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&req[5..]).unwrap();
+    let (got, _) = read_to_close(&mut s);
+    assert!(
+        common::contains(&got, b"QUERY_STRING=after=1"),
+        "the request under way at the shutdown was not served: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    wait_gone(&app, pid);
+}
+
 #[test]
 fn a_kept_alive_connection_that_starts_a_head_and_stalls_is_closed() {
     // The deadline starts with the first byte of the next request: held

@@ -371,6 +371,18 @@ fn start_nginx(bin: &Path, dir: &Path, servers: &[u16]) -> Nginx {
     })
 }
 
+/// The upstream errors nginx logged (each made nginx try the request
+/// again elsewhere, or fail it), up to 5 of them shown.
+fn upstream_errors(nginx: &Nginx) -> (usize, Vec<String>) {
+    let log = nginx.error_log();
+    let errors: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("upstream") && (l.contains("[error]") || l.contains("[warn]")))
+        .map(str::to_string)
+        .collect();
+    (errors.len(), errors.into_iter().take(5).collect())
+}
+
 /// Waits until `load` has sent `more` requests beyond what it had sent.
 fn let_run(load: &HttpLoad, more: u64) {
     let target = load.sent() + more;
@@ -544,9 +556,12 @@ fn sigkill_of_one_instance_behind_nginx_fails_no_get() {
     let killed_at = Instant::now();
     let_run(&load, 3000);
     let tally = load.finish();
+    let retried = upstream_errors(&nginx);
     eprintln!(
-        "3 instances behind nginx, 8 keep-alive HTTP clients, SIGKILL of pid {victim}: {}",
-        tally.summary()
+        "3 instances behind nginx, 8 keep-alive HTTP clients, SIGKILL of pid {victim}: {}; nginx logged {} upstream errors (requests it tried again) {:#?}",
+        tally.summary(),
+        retried.0,
+        retried.1
     );
     tally.assert_no_failure("SIGKILL of one instance");
     assert_eq!(
@@ -619,9 +634,12 @@ fn graceful_restart_on_a_shared_socket_behind_nginx() {
     let_run(&load, 2000);
     let tally = load.finish();
     let slow = slow.join().unwrap();
+    let retried = upstream_errors(&nginx);
     eprintln!(
-        "restart on a shared socket behind nginx (keep-alive), 8 HTTP clients: {}; old process exited {drained_in:?} after SIGTERM",
-        tally.summary()
+        "restart on a shared socket behind nginx (keep-alive), 8 HTTP clients: {}; old process exited {drained_in:?} after SIGTERM; nginx logged {} upstream errors (requests it tried again) {:#?}",
+        tally.summary(),
+        retried.0,
+        retried.1
     );
     assert!(status.success(), "the old process exited with {status}");
     tally.assert_no_failure("graceful restart");
@@ -663,9 +681,12 @@ fn prefork_sighup_replaces_workers_without_failing_a_request() {
     let after = children_of(parent_pid);
     let_run(&load, 2000);
     let tally = load.finish();
+    let retried = upstream_errors(&nginx);
     eprintln!(
-        "prefork 2 workers behind nginx, SIGHUP under load (8 HTTP clients): {}",
-        tally.summary()
+        "prefork 2 workers behind nginx, SIGHUP under load (8 HTTP clients): {}; nginx logged {} upstream errors (requests it tried again) {:#?}",
+        tally.summary(),
+        retried.0,
+        retried.1
     );
     tally.assert_no_failure("SIGHUP rolling restart");
     let (slow_pid, _) = slow

@@ -369,13 +369,22 @@ impl Session {
                 self.obtain_connection(listen, fail_on_intr, cfg)?;
                 kept = false;
             }
-            let pooled = self.room.as_ref().is_some_and(|r| r.busy());
+            // At a shutdown a head under way is read on, never parked.
+            let pooled =
+                self.room.as_ref().is_some_and(|r| r.busy()) && !listen::shutdown_pending();
             let head = self.read_request_head(cfg, lfd, fail_on_intr, pooled, kept);
             kept = false;
             match head {
                 Ok(Head::Ready) => return Ok(()),
                 Ok(Head::Ended) => self.close_connection(),
                 Ok(Head::Park) => self.park(lfd),
+                // A shutdown, and no request on this connection: close it
+                // now (the web server drops it from its cache instead of
+                // sending it a request nobody reads), then serve what
+                // waits in the room; the accept ends with EINTR.
+                Err(HeadError::Interrupted) if listen::shutdown_pending() => {
+                    self.close_connection();
+                }
                 Err(HeadError::Interrupted) => {
                     return Err(io::Error::from_raw_os_error(sys::code::EINTR));
                 }
@@ -781,9 +790,17 @@ impl Session {
             };
             let waiting = Waiting::enter(state, lfd, deadline);
             // After the slot says we wait: a shutdown requested before
-            // this point found nobody to wake.
-            if listen::shutdown_pending() {
-                return Err(HeadError::Interrupted.into());
+            // this point found nobody to wake. At a shutdown nothing new
+            // is waited for, but what has arrived is served: an idle
+            // connection is looked at once without blocking (a request
+            // the web server sent before it saw the shutdown); a head
+            // under way (or a new connection's first) is read on, until
+            // the watcher ends the wait (see `watch::SHUTDOWN_HEAD_GRACE_MS`).
+            if idle && listen::shutdown_pending() {
+                return match self.next_record(Wait::NoWait) {
+                    Err(ReadError::WouldBlock) => Err(HeadError::Interrupted.into()),
+                    other => Ok(other?),
+                };
             }
             // One read per wait: once part of a head has arrived, the rest
             // is waited for as a head, with its deadline.
@@ -797,11 +814,12 @@ impl Session {
                     match waiting.nudged() {
                         Nudge::Rescue => return Err(HeadWait::Park),
                         Nudge::Timeout => return Err(HeadError::HeadTimeout.into()),
-                        // A signal of the program's, or a shutdown: a
-                        // partial head stays with the request object and
-                        // the next accept goes on with it.
+                        // A shutdown: looked at again above. A signal
+                        // of the program's: a partial head stays with
+                        // the request object and the next accept goes
+                        // on with it.
                         Nudge::None => {
-                            if fail_on_intr || listen::shutdown_pending() {
+                            if fail_on_intr && !listen::shutdown_pending() {
                                 return Err(HeadError::Interrupted.into());
                             }
                         }

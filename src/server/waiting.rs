@@ -499,7 +499,7 @@ impl Room {
     ) -> io::Result<Taken> {
         loop {
             if listen::shutdown_pending() {
-                return Ok(Taken::Interrupted);
+                return Ok(self.drain());
             }
             if let Some(p) = self.pop_ready() {
                 return Ok(Taken::Parked(p));
@@ -521,8 +521,11 @@ impl Room {
                     match accepted {
                         Ok(Some(a)) => return Ok(Taken::New(a)),
                         Ok(None) => {}
+                        // A shutdown: drained at the top of the loop.
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                            return Ok(Taken::Interrupted);
+                            if !listen::shutdown_pending() {
+                                return Ok(Taken::Interrupted);
+                            }
                         }
                         Err(e) => return Err(e),
                     }
@@ -531,6 +534,7 @@ impl Room {
                     return Ok(self.pop_ready().map_or(Taken::TimedOut, Taken::Parked));
                 }
                 Some(false) => {}
+                None if listen::shutdown_pending() => {}
                 None => return Ok(Taken::Interrupted),
             }
         }
@@ -538,10 +542,13 @@ impl Room {
 
     /// Waits for work: a parked connection with input, or a new connection.
     /// Returns [`Taken::Accept`] when nothing is parked any more.
+    /// At a shutdown: a parked connection whose input has arrived, if
+    /// any; else every parked connection is closed and the wait ends
+    /// ([`Room::drain`]).
     pub fn take(&self, listen: BorrowedFd<'_>, fail_on_intr: bool) -> io::Result<Taken> {
         loop {
             if listen::shutdown_pending() {
-                return Ok(Taken::Interrupted);
+                return Ok(self.drain());
             }
             if let Some(p) = self.pop_ready() {
                 return Ok(Taken::Parked(p));
@@ -558,16 +565,68 @@ impl Room {
                     match accepted {
                         Ok(Some(a)) => return Ok(Taken::New(a)),
                         Ok(None) => {}
+                        // A shutdown: drained at the top of the loop.
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                            return Ok(Taken::Interrupted);
+                            if !listen::shutdown_pending() {
+                                return Ok(Taken::Interrupted);
+                            }
                         }
                         Err(e) => return Err(e),
                     }
                 }
                 Some(false) => {}
+                None if listen::shutdown_pending() => {}
                 None => return Ok(Taken::Interrupted),
             }
         }
+    }
+
+    /// At a shutdown, without blocking: a parked connection whose input
+    /// has arrived (a request the web server sent before it saw the
+    /// shutdown: it is served), or else [`Taken::Interrupted`] after
+    /// closing every parked connection (idle ones, so the web server drops
+    /// them from its cache rather than send them a request nobody would
+    /// read; and request heads that did not come whole). No new connection
+    /// is accepted: those in the listen queue stay there for another
+    /// process that shares the socket.
+    fn drain(&self) -> Taken {
+        #[cfg(target_os = "linux")]
+        loop {
+            if let Some(p) = self.pop_ready() {
+                return Taken::Parked(p);
+            }
+            let mut tokens = [0u64; 8];
+            let n = self.epoll.wait(&mut tokens, 0).unwrap_or(0);
+            let mut st = lock(&self.inner);
+            let mut found = false;
+            for &t in &tokens[..n] {
+                if st.entries.contains_key(&t) {
+                    st.ready.push_back(t);
+                    found = true;
+                } else if t != LISTENER && t != SHUTDOWN {
+                    st.early.insert(t);
+                }
+            }
+            // (The shutdown event stays readable: it alone ends the look.)
+            if !found {
+                break;
+            }
+        }
+        let closed: Vec<Parked> = {
+            let mut st = lock(&self.inner);
+            st.idle.clear();
+            st.ready.clear();
+            st.entries.drain().map(|(_, (_, p))| p).collect()
+        };
+        if !closed.is_empty() {
+            self.count(-(closed.len() as isize));
+            let heads = closed.iter().filter(|p| !p.is_idle()).count();
+            drop(closed);
+            if heads > 0 {
+                log_closed("shutdown, request head not complete", heads);
+            }
+        }
+        Taken::Interrupted
     }
 
     /// One epoll wait of at most `timeout_ms` (-1: no limit) for at most
@@ -606,12 +665,13 @@ impl Room {
             Err(e) => return Err(e),
         };
         let mut listener = false;
+        let mut shutdown = false;
         let mut st = lock(&self.inner);
+        // Every event is kept, even after the shutdown's: a connection's
+        // edge-triggered event comes once, and the drain serves it.
         for &t in &tokens[..n] {
             if t == SHUTDOWN {
-                if listen::shutdown_pending() {
-                    return Ok(None);
-                }
+                shutdown |= listen::shutdown_pending();
             } else if t == LISTENER {
                 listener = true;
             } else if st.entries.contains_key(&t) {
@@ -619,6 +679,9 @@ impl Room {
             } else {
                 st.early.insert(t);
             }
+        }
+        if shutdown {
+            return Ok(None);
         }
         Ok(Some(listener))
     }

@@ -43,6 +43,12 @@ pub const TICK_MS: u64 = 10;
 /// rescue work: two ticks.
 pub const RESCUE_AFTER_MS: u64 = 2 * TICK_MS;
 
+/// At a shutdown, how long a request head under way (or a new
+/// connection's first) may still take: the web server sent it before it
+/// saw the shutdown, so it is served; a peer that sends nothing does not
+/// hold the shutdown longer than this.
+pub const SHUTDOWN_HEAD_GRACE_MS: u64 = 1000;
+
 /// Most threads with a slot; more threads still work, but cannot be
 /// rescued, timed out or woken by a shutdown.
 const MAX_THREADS: usize = 1024;
@@ -459,6 +465,8 @@ struct Listener {
 #[derive(Default)]
 struct Memory {
     slots: Vec<Seen>,
+    /// When the watcher first saw the shutdown flag ([`now_ms`]; 0: not yet).
+    shutdown_since: u64,
     /// Listening sockets seen with a connection nobody accepts, since when.
     unaccepted: HashMap<RawFd, u64>,
 }
@@ -468,10 +476,20 @@ fn tick(now: u64, mem: &mut Memory) {
     if sig == 0 {
         return;
     }
-    if super::listen::shutdown_pending() {
+    let shutdown = super::listen::shutdown_pending();
+    if shutdown {
+        if mem.shutdown_since == 0 {
+            mem.shutdown_since = now;
+        }
         wake_for_shutdown(sig);
     }
     let listeners = survey(now, mem, sig);
+    // At a shutdown no work is taken any more: connections in the listen
+    // queue are left to the processes that share the socket, and parked
+    // ones are taken by the threads that drain (see `Room::take`).
+    if shutdown {
+        return;
+    }
     mem.unaccepted.retain(|fd, _| listeners.contains_key(fd));
     for (listen, l) in listeners {
         rescue_work(listen, l, now, mem, sig);
@@ -480,9 +498,11 @@ fn tick(now: u64, mem: &mut Memory) {
 
 /// A thread that checked the shutdown flag just before it blocked missed
 /// the wake-up: sends it again, every tick, to each waiting thread.
+/// A request head under way is not woken: it is read on (see
+/// [`SHUTDOWN_HEAD_GRACE_MS`]).
 fn wake_for_shutdown(sig: i32) {
     for s in &SLOTS[..claimed()] {
-        if waits_for_a_request(s) {
+        if waits_for_a_request(s) && State::from_u8(s.state.load(Ordering::SeqCst)) != State::Head {
             let seq = s.seq.load(Ordering::SeqCst);
             nudge(s, Nudge::None, seq, sig);
         }
@@ -493,6 +513,8 @@ fn wake_for_shutdown(sig: i32) {
 /// and sorts the others by listening socket, into what each could do.
 fn survey(now: u64, mem: &mut Memory, sig: i32) -> HashMap<RawFd, Listener> {
     let mut listeners: HashMap<RawFd, Listener> = HashMap::new();
+    // At a shutdown, heads still under way after the grace are given up.
+    let grace_over = mem.shutdown_since != 0 && now >= mem.shutdown_since + SHUTDOWN_HEAD_GRACE_MS;
     for (i, s) in SLOTS[..claimed()].iter().enumerate() {
         if s.tid.load(Ordering::Relaxed) == 0 {
             continue;
@@ -509,7 +531,7 @@ fn survey(now: u64, mem: &mut Memory, sig: i32) -> HashMap<RawFd, Listener> {
         }
         let age = now - was.since;
         let state = State::from_u8(state);
-        if past_its_limit(s, state, age, now) {
+        if past_its_limit(s, state, age, now) || (state == State::Head && grace_over) {
             nudge(s, Nudge::Timeout, seq, sig);
             continue;
         }
