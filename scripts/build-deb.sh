@@ -16,7 +16,6 @@
 # same build twice gives the same bytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 
 PKG=libfcgi0-rs
 ARCH=$(dpkg-architecture -qDEB_HOST_ARCH)

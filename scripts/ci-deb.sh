@@ -47,6 +47,7 @@ if [ "${FCGI_DEB_ISOLATED:-}" = 1 ] && [ -z "${FCGI_DEB_IN_OVERLAY:-}" ]; then
     # The new mount namespace's mounts vanish with it; only the empty
     # folder is left to remove.
     status=0
+    # shellcheck disable=SC2016 # expanded by the inner bash
     FCGI_DEB_IN_OVERLAY=1 unshare --mount --pid --fork --propagation private \
         bash -c '
         set -e
@@ -255,7 +256,7 @@ EOF
 mapped_libfcgi() {
     local files
     files=$(awk '$6 ~ /\/libfcgi\.so/ { print $6 }' "/proc/$1/maps" | sort -u)
-    [ -n "$files" ] || fail "process $1 maps no libfcgi: $(cat "/proc/$1/cmdline" | tr '\0' ' ')"
+    [ -n "$files" ] || fail "process $1 maps no libfcgi: $(tr '\0' ' ' < "/proc/$1/cmdline")"
     [ "$(printf '%s\n' "$files" | wc -l)" = 1 ] || fail "process $1 maps several libfcgi: $files"
     printf '%s\n' "$files"
 }
