@@ -62,10 +62,14 @@ pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-/// The calling thread's kernel id (async-signal-safe).
+/// The calling thread's kernel id (async-signal-safe). The raw system
+/// call rather than glibc's `gettid()`, which only glibc 2.30 and later
+/// have: the library then loads on older glibcs too (the Python wheel is
+/// built for manylinux_2_17).
 pub fn gettid() -> i32 {
-    // SAFETY: gettid cannot fail.
-    unsafe { libc::gettid() }
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    tid as i32
 }
 
 /// Sends `sig` to thread `tid` of this process (async-signal-safe).
