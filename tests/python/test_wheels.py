@@ -112,21 +112,49 @@ def extract(whl: zipfile.ZipFile, member: str, tmp: Path) -> Path:
 # Linux
 
 
-def glibc_versions(so: Path) -> list[tuple[int, ...]]:
-    """The GLIBC_x.y versions of the symbols the library imports."""
+#: The legacy manylinux names and the glibc they stand for (PEP 600).
+LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def dynamic_imports(so: Path) -> list[tuple[str, str | None, bool]]:
+    """The symbols the library imports: (name, version or None, weak)."""
     out = subprocess.run([tool("objdump"), "-T", str(so)], capture_output=True, text=True,
                          check=True).stdout
-    return sorted({tuple(int(x) for x in v.split(".")) for v in re.findall(r"GLIBC_([0-9.]+)\)?\s", out)})
+    imports = []
+    for line in out.splitlines():
+        if "*UND*" not in line:
+            continue
+        flags = line.split("*UND*")[0].split(None, 1)[1] if " " in line else ""
+        version = re.search(r"\((\S+)\)", line)
+        imports.append((line.split()[-1], version.group(1) if version else None, "w" in flags))
+    return imports
+
+
+def glibc_versions(so: Path) -> list[tuple[int, ...]]:
+    """The GLIBC_x.y versions of the symbols the library imports, sorted."""
+    return sorted({tuple(int(x) for x in v[len("GLIBC_"):].split("."))
+                   for _, v, _ in dynamic_imports(so) if v and re.fullmatch(r"GLIBC_[0-9.]+", v)})
 
 
 def test_linux_wheel_is_manylinux_and_carries_the_library(tmp):
-    path = dist("libfcgi-*-py3-none-manylinux_*_x86_64.whl")
+    path = dist("libfcgi-*-py3-none-manylinux*_x86_64.whl")
     whl = check_wheel_layout(path, "libfcgi.so.0")
-    name_tag = re.fullmatch(rf"libfcgi-{re.escape(VERSION)}-(py3-none-(manylinux_(\d+)_(\d+)_x86_64))\.whl",
-                            path.name)
-    assert name_tag, path.name
+    m = re.fullmatch(rf"libfcgi-{re.escape(VERSION)}-py3-none-([a-z0-9_.]+)\.whl", path.name)
+    assert m, path.name
+    platforms = m.group(1).split(".")
     _, tags = wheel_metadata(whl)
-    assert tags == [name_tag.group(1)]  # one tag: py3, no ABI, manylinux
+    # The file name's tags and WHEEL's are the same: py3, no ABI.
+    assert sorted(tags) == sorted(f"py3-none-{p}" for p in platforms)
+    # The glibc each manylinux tag stands for (a legacy alias must agree).
+    glibcs = set()
+    for plat in platforms:
+        pep600 = re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", plat)
+        if pep600:
+            glibcs.add((int(pep600.group(1)), int(pep600.group(2))))
+        else:
+            assert plat.endswith("_x86_64") and plat[:-len("_x86_64")] in LEGACY_MANYLINUX, plat
+            glibcs.add(LEGACY_MANYLINUX[plat[:-len("_x86_64")]])
+    assert len(glibcs) == 1, platforms
 
     so = extract(whl, "libfcgi/_lib/libfcgi.so.0", tmp)
     dyn = subprocess.run([tool("readelf"), "-d", "-h", str(so)], capture_output=True, text=True,
@@ -142,7 +170,15 @@ def test_linux_wheel_is_manylinux_and_carries_the_library(tmp):
     # older (it would not load there), no newer (it would refuse systems
     # that can run it).
     newest = glibc_versions(so)[-1]
-    assert (int(name_tag.group(3)), int(name_tag.group(4))) == newest[:2], (newest, path.name)
+    assert glibcs == {newest[:2]}, (newest, path.name)
+    # A function imported without a version binds to whatever the running
+    # glibc has, and fails to load where it has none: an older glibc that
+    # lacks it would pass the tag's check and still not load the library.
+    # Only weak ones (which the Rust standard library looks up and does
+    # without: statx, getrandom...) may come unversioned.
+    unversioned = [name for name, version, weak in dynamic_imports(so)
+                   if version is None and not weak]
+    assert not unversioned, unversioned
 
     # Every export of fcgi.map: libfcgi's 89 and this library's extensions.
     nm = subprocess.run([tool("nm"), "-D", "--defined-only", str(so)], capture_output=True,
@@ -281,7 +317,7 @@ def test_linux_wheel_in_a_fresh_venv_serves_wsgi_behind_nginx(tmp):
 
     if test_nginx.NGINX is None:
         unavailable("nginx is not installed")
-    wheel = dist("libfcgi-*-py3-none-manylinux_*_x86_64.whl")
+    wheel = dist("libfcgi-*-py3-none-manylinux*_x86_64.whl")
     # Only the wheel is copied: the venv, the application and the working
     # directory are all in a temporary directory with no repository above.
     assert not any((p / ".git").exists() or (p / "Cargo.toml").exists()
