@@ -14,6 +14,7 @@
  *   pid=<pid>
  *   served=<requests served by this process so far>
  *   query=<QUERY_STRING>
+ *   body=<bytes of the request body>
  * With "ms=N" in QUERY_STRING the request takes N milliseconds (0-60000)
  * before it answers, to keep requests in flight under test.
  *
@@ -79,18 +80,24 @@ static int serve(int sock)
 {
     FCGX_Request req;
     long served = 0;
+    char buf[8192];
 
     if (FCGX_InitRequest(&req, sock, 0) != 0)
         return 1;
     while (FCGX_Accept_r(&req) >= 0) {
         const char *query = FCGX_GetParam("QUERY_STRING", req.envp);
         long ms = delay_of(query);
+        long body = 0;
+        int n;
 
+        while ((n = FCGX_GetStr(buf, sizeof buf, req.in)) > 0)
+            body += n;
         if (ms > 0)
             sleep_ms(ms);
         served++;
-        FCGX_FPrintF(req.out, "Content-Type: text/plain\r\n\r\npid=%ld\nserved=%ld\nquery=%s\n",
-                     (long)getpid(), served, query != NULL ? query : "");
+        FCGX_FPrintF(req.out,
+                     "Content-Type: text/plain\r\n\r\npid=%ld\nserved=%ld\nquery=%s\nbody=%ld\n",
+                     (long)getpid(), served, query != NULL ? query : "", body);
         FCGX_Finish_r(&req);
     }
     FCGX_Free(&req, 1);

@@ -159,7 +159,8 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// What prefork answered: the serving process and the echoed query.
+/// What prefork answered: the serving process and the echoed query (the
+/// size of the request body it read in `body=`).
 fn answer(body: &[u8]) -> Result<(u32, String), String> {
     let text = String::from_utf8_lossy(body);
     let field = |name: &str| {
@@ -197,7 +198,18 @@ impl Tally {
         self.failures.extend(other.failures);
     }
 
-    fn record(&mut self, body: &[u8], want_query: &str) {
+    /// Checks an answer to the request with `want_query` and a body of
+    /// `want_body` bytes.
+    fn record(&mut self, body: &[u8], want_query: &str, want_body: usize) {
+        let read = String::from_utf8_lossy(body)
+            .lines()
+            .find_map(|l| l.strip_prefix("body=").map(str::to_string));
+        if read.as_deref() != Some(want_body.to_string().as_str()) {
+            self.failures.push(format!(
+                "{want_query}: body of {want_body} bytes read as {read:?}"
+            ));
+            return;
+        }
         match answer(body) {
             Ok((pid, q)) if q == want_query => {
                 self.ok += 1;
@@ -252,7 +264,7 @@ fn fastcgi_load(addr: &str, threads: usize, per_thread: usize) -> Tally {
                         .map_err(|e| e.to_string())
                         .and_then(|mut c| c.request(&req).map_err(|e| e.to_string()));
                     match resp {
-                        Ok(r) if r.protocol_status == 0 => tally.record(r.body(), &query),
+                        Ok(r) if r.protocol_status == 0 => tally.record(r.body(), &query, 0),
                         Ok(r) => tally
                             .failures
                             .push(format!("{query}: protocol status {}", r.protocol_status)),
@@ -270,9 +282,10 @@ fn fastcgi_load(addr: &str, threads: usize, per_thread: usize) -> Tally {
     all
 }
 
-/// HTTP clients on keep-alive connections to nginx, sending GETs back to
-/// back until stopped; every 10th request of a client takes `slow_ms` in
-/// the application (requests in flight when a process goes).
+/// HTTP clients on keep-alive connections to nginx, sending GETs (or
+/// POSTs with a small body) back to back until stopped; every 10th request
+/// of a client takes `slow_ms` in the application (requests in flight when
+/// a process goes).
 struct HttpLoad {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
@@ -280,7 +293,7 @@ struct HttpLoad {
 }
 
 impl HttpLoad {
-    fn start(port: u16, clients: usize, slow_ms: u32) -> HttpLoad {
+    fn start(port: u16, clients: usize, slow_ms: u32, post: bool) -> HttpLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let threads = (0..clients)
@@ -305,12 +318,20 @@ impl HttpLoad {
                         let ms = if n % 10 == 0 { slow_ms } else { 0 };
                         let query = format!("c={c}&n={n}&ms={ms}");
                         sent.fetch_add(1, Ordering::Relaxed);
-                        match conn.as_mut().unwrap().get(&format!("/?{query}")) {
-                            Ok(r) if r.status == 200 => tally.record(&r.body, &query),
+                        let target = format!("/?{query}");
+                        let body = if post { query.as_bytes() } else { b"" };
+                        let conn = conn.as_mut().unwrap();
+                        let result = if post {
+                            conn.post(&target, body)
+                        } else {
+                            conn.get(&target)
+                        };
+                        match result {
+                            Ok(r) if r.status == 200 => tally.record(&r.body, &query, body.len()),
                             Ok(r) => tally.failures.push(format!("{query}: HTTP {}", r.status)),
                             Err(e) => {
                                 tally.failures.push(format!("{query}: {e}"));
-                                conn = None;
+                                conn.closed = true;
                             }
                         }
                     }
@@ -340,26 +361,31 @@ impl HttpLoad {
     }
 }
 
-/// An nginx in front of `servers` (loopback TCP ports), with upstream
-/// keep-alive and `fastcgi_next_upstream error timeout`.
-fn start_nginx(bin: &Path, dir: &Path, servers: &[u16]) -> Nginx {
+/// An nginx in front of `servers` (loopback TCP ports), with
+/// `fastcgi_next_upstream error timeout` and, if `keepalive`, upstream
+/// keep-alive (else a new FastCGI connection per request).
+fn start_nginx(bin: &Path, dir: &Path, servers: &[u16], keepalive: bool) -> Nginx {
     let upstream: String = servers
         .iter()
         .map(|p| format!("        server 127.0.0.1:{p};\n"))
         .collect();
+    let (pool, keep_conn) = if keepalive {
+        ("        keepalive 16;\n", "on")
+    } else {
+        ("", "off")
+    };
     Nginx::start(bin, dir, |port| {
         format!(
             r#"{preamble}    access_log off;
     keepalive_requests 1000000;
     upstream app {{
-{upstream}        keepalive 16;
-    }}
+{upstream}{pool}    }}
     server {{
         listen 127.0.0.1:{port};
         server_name localhost;
         location / {{
             fastcgi_pass app;
-            fastcgi_keep_conn on;
+            fastcgi_keep_conn {keep_conn};
             fastcgi_next_upstream error timeout;
             fastcgi_connect_timeout 2s;
             fastcgi_read_timeout 20s;{FASTCGI_PARAMS}        }}
@@ -546,9 +572,9 @@ fn sigkill_of_one_instance_behind_nginx_fails_no_get() {
         .collect();
     // Only the instances hold their sockets: a killed one's port refuses.
     drop(listeners);
-    let nginx = start_nginx(&nginx_bin, dir.path(), &ports);
+    let nginx = start_nginx(&nginx_bin, dir.path(), &ports, true);
 
-    let load = HttpLoad::start(nginx.port, 8, 20);
+    let load = HttpLoad::start(nginx.port, 8, 20, false);
     let_run(&load, 1500);
     let victim = apps[1].pid();
     let _ = apps[1].0.kill(); // SIGKILL
@@ -592,22 +618,24 @@ fn slow_request(port: u16, ms: u32) -> thread::JoinHandle<Result<(u32, String), 
     })
 }
 
-#[test]
-fn graceful_restart_on_a_shared_socket_behind_nginx() {
+/// A restart on one socket through nginx under load (`post`: POSTs, else
+/// GETs): a second process is started on the socket while the first
+/// serves a 700 ms request, then SIGTERM to the first. No request fails,
+/// the slow one is answered by the old process, the new one serves on.
+fn restart_on_a_shared_socket(test: &str, keepalive: bool, post: bool) {
     let _serial = one_at_a_time();
-    let test = "graceful_restart_on_a_shared_socket";
     let Some(nginx_bin) = nginx_binary(test) else {
         return;
     };
-    let dir = Scratch::new("multiprocess-test", "restart");
+    let dir = Scratch::new("multiprocess-test", test);
     // The socket's holder (systemd, a supervisor, the old process that
     // execs the new one) keeps it open across the restart.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
     let mut old = instance(&listener, dir.path(), "old");
-    let nginx = start_nginx(&nginx_bin, dir.path(), &[port]);
+    let nginx = start_nginx(&nginx_bin, dir.path(), &[port], keepalive);
 
-    let load = HttpLoad::start(nginx.port, 8, 5);
+    let load = HttpLoad::start(nginx.port, 8, 5, post);
     let_run(&load, 1000);
     // In flight in the old process when it is told to stop.
     let slow = slow_request(nginx.port, 700);
@@ -636,7 +664,7 @@ fn graceful_restart_on_a_shared_socket_behind_nginx() {
     let slow = slow.join().unwrap();
     let retried = upstream_errors(&nginx);
     eprintln!(
-        "restart on a shared socket behind nginx (keep-alive), 8 HTTP clients: {}; old process exited {drained_in:?} after SIGTERM; nginx logged {} upstream errors (requests it tried again) {:#?}",
+        "restart on a shared socket behind nginx (upstream keep-alive: {keepalive}, POST: {post}), 8 HTTP clients: {}; old process exited {drained_in:?} after SIGTERM; nginx logged {} upstream errors (requests it tried again) {:#?}",
         tally.summary(),
         retried.0,
         retried.1
@@ -654,6 +682,22 @@ fn graceful_restart_on_a_shared_socket_behind_nginx() {
 }
 
 #[test]
+fn graceful_restart_on_a_shared_socket_behind_nginx() {
+    // Upstream keep-alive, GETs: nginx may send a request on a cached
+    // connection in the instant the old process closes it; it sends a
+    // GET again, elsewhere.
+    restart_on_a_shared_socket("restart_keepalive_get", true, false);
+}
+
+#[test]
+fn graceful_restart_without_upstream_keepalive_fails_no_post() {
+    // A new FastCGI connection per request: the old process accepts none
+    // after SIGTERM and answers every one it accepted, so even requests
+    // nginx never sends twice (POST) all succeed.
+    restart_on_a_shared_socket("restart_post", false, true);
+}
+
+#[test]
 fn prefork_sighup_replaces_workers_without_failing_a_request() {
     let _serial = one_at_a_time();
     let test = "prefork_sighup_replaces_workers";
@@ -667,9 +711,9 @@ fn prefork_sighup_replaces_workers_without_failing_a_request() {
     let parent_pid = parent.pid();
     wait_until(secs(10), "2 workers", || children_of(parent_pid).len() == 2);
     let before = children_of(parent_pid);
-    let nginx = start_nginx(&nginx_bin, dir.path(), &[port]);
+    let nginx = start_nginx(&nginx_bin, dir.path(), &[port], true);
 
-    let load = HttpLoad::start(nginx.port, 8, 5);
+    let load = HttpLoad::start(nginx.port, 8, 5, false);
     let_run(&load, 1000);
     let slow = slow_request(nginx.port, 700);
     thread::sleep(Duration::from_millis(100));

@@ -503,14 +503,37 @@ impl HttpConn {
 
     /// Sends `GET target` and reads its whole response.
     pub fn get(&mut self, target: &str) -> Result<Response, String> {
+        self.send("GET", target, None)
+    }
+
+    /// Sends `POST target` with `body` and reads its whole response.
+    pub fn post(&mut self, target: &str, body: &[u8]) -> Result<Response, String> {
+        self.send("POST", target, Some(body))
+    }
+
+    fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response, String> {
         if self.closed {
             return Err("connection already closed by the server".into());
         }
-        let head = format!(
-            "GET {target} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: fcgi-nginx-test\r\n\r\n"
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: fcgi-nginx-test\r\n"
         );
+        if let Some(body) = body {
+            head.push_str(&format!(
+                "Content-Type: application/octet-stream\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body.unwrap_or_default());
         self.stream
-            .write_all(head.as_bytes())
+            .write_all(&out)
             .map_err(|e| format!("send: {e}"))?;
         let mut chunk = [0u8; 16384];
         let len = loop {
