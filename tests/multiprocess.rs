@@ -595,7 +595,6 @@ fn sigkill_of_one_instance_behind_nginx_fails_no_get() {
         3,
         "every instance served before the kill"
     );
-    assert!(tally.last_answer[&victim] <= killed_at);
     for (i, app) in apps.iter_mut().enumerate() {
         if i != 1 {
             assert!(app.running(), "instance {i} died");
