@@ -6,7 +6,8 @@ repository around, serving a WSGI application behind nginx.
 The distributions are read from LIBFCGI_WHEEL_DIR; without it these tests
 skip (scripts/ci-wheels.sh builds them and sets it). With
 LIBFCGI_WHEEL_TESTS_REQUIRED=1 (the script sets it) a missing distribution
-or tool fails them instead.
+or tool fails them instead; FCGI_SKIP_WINDOWS=1 (as in .ci/run when the
+Windows target cannot be added) skips the Windows wheel's test.
 """
 
 from __future__ import annotations
@@ -210,6 +211,8 @@ def pe_exports(dump: str) -> tuple[str, set[str]]:
 
 
 def test_windows_wheel_carries_the_dll_with_its_exports(tmp):
+    if os.environ.get("FCGI_SKIP_WINDOWS"):
+        pytest.skip("FCGI_SKIP_WINDOWS is set: no Windows wheel was built")
     path = dist("libfcgi-*-py3-none-win_amd64.whl")
     assert path.name == f"libfcgi-{VERSION}-py3-none-win_amd64.whl"
     whl = check_wheel_layout(path, "libfcgi.dll")
