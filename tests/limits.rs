@@ -406,7 +406,7 @@ fn a_shutdown_closes_idle_connections_while_a_request_is_in_flight() {
         idle.push(s);
     }
     let mut busy = start_in_flight(&app);
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(200) * common::scale());
     let pid = app.pid() as i32;
     // SAFETY: kill(2) on the application's process id.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -435,7 +435,7 @@ fn a_request_that_arrived_before_a_shutdown_is_answered() {
     let mut quiet = connect(&app);
     served(&mut quiet, "quiet=1");
     let mut busy = start_in_flight(&app);
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(200) * common::scale());
     let req = Request::responder()
         .keep_conn(true)
         .param("QUERY_STRING", "late=1");
@@ -467,7 +467,7 @@ fn a_head_under_way_at_a_shutdown_is_read_on_and_served() {
     let mut s = connect(&app);
     let req = encode_request(&Request::responder().param("QUERY_STRING", "after=1"));
     s.write_all(&req[..5]).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(200) * common::scale());
     let pid = app.pid() as i32;
     // SAFETY: kill(2) on the application's process id.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
