@@ -146,6 +146,16 @@ try:
 except KeyboardInterrupt:
     pass
 """,
+    "libfcgi-asgi": """
+import sys
+from libfcgi.asgi import ASGIServer
+from hello_asgi import app
+bind, threads = sys.argv[1], int(sys.argv[2])
+try:
+    ASGIServer(app, bind=bind, threads=threads).serve_forever()
+except KeyboardInterrupt:
+    pass
+""",
     "flup": """
 import socket, sys
 from flup.server import fcgi_base
@@ -190,7 +200,7 @@ asyncio.run(run_asgi_server(app, bind_address=bind))
 }
 
 #: Every server, in table order (the reference C hello is added separately).
-SERVERS = ["libfcgi", "flup", "fcgisgi", "fcgisgi-asgi"]
+SERVERS = ["libfcgi", "libfcgi-asgi", "flup", "fcgisgi", "fcgisgi-asgi"]
 
 # (title, connections, keep-alive, pinned): pinned runs the server and the
 # load generator on CPU 0 only (see the module docstring).
@@ -405,12 +415,13 @@ def bench_server(name: str, py: str, workdir: Path, address: str, threads: int,
 
 
 #: Names in the text under the table (errors, stdout sizes, ratio rows).
-SHORT = {"libfcgi": "libfcgi", "flup": "flup", "fcgisgi": "fcgisgi WSGI",
+SHORT = {"libfcgi": "libfcgi", "libfcgi-asgi": "libfcgi.asgi", "flup": "flup", "fcgisgi": "fcgisgi WSGI",
          "fcgisgi-asgi": "fcgisgi ASGI", "c-hello": "c-hello"}
 
 
 def row_label(name: str, threads: int) -> str:
     return {"libfcgi": f"libfcgi.wsgi ({threads} threads)",
+            "libfcgi-asgi": f"libfcgi.asgi ({threads} I/O threads, one event loop)",
             "flup": "flup WSGIServer (threaded)",
             "fcgisgi": f"fcgisgi WSGI ({threads} workers)",
             "fcgisgi-asgi": "fcgisgi ASGI (one event loop)",
@@ -435,12 +446,17 @@ def table(results: dict, meta: dict, args, loadgen) -> str:
         rows[n] = f"| {row_label(n, args.threads)} | " + " | ".join(cells) + " |"
     lines += [rows[n] for n in SERVERS if n in rows]
     if "libfcgi" in med:
-        for other in SERVERS[1:]:
+        for other in ("flup", "fcgisgi", "fcgisgi-asgi"):
             if other in med:
                 ratios = [med["libfcgi"][i] / med[other][i] if med[other][i] else float("inf")
                           for i in cols]
                 lines.append(f"| libfcgi / {SHORT[other]} | "
                              + " | ".join(f"**{x:.1f}x**" for x in ratios) + " |")
+    if "libfcgi-asgi" in med and "fcgisgi-asgi" in med:
+        ratios = [med["libfcgi-asgi"][i] / med["fcgisgi-asgi"][i] if med["fcgisgi-asgi"][i]
+                  else float("inf") for i in cols]
+        lines.append("| libfcgi.asgi / fcgisgi ASGI | "
+                     + " | ".join(f"**{x:.1f}x**" for x in ratios) + " |")
     if "c-hello" in rows:
         lines.append(rows["c-hello"])
 
@@ -464,6 +480,9 @@ def table(results: dict, meta: dict, args, loadgen) -> str:
             both = all(all(ok) for ok in ahead.values())
             goals.append("so ahead of fcgisgi in every column in both its WSGI and its ASGI "
                          f"mode: **{'yes' if both else 'no'}**")
+    if "libfcgi-asgi" in med and "fcgisgi-asgi" in med:
+        goals.append("libfcgi.asgi at least 1.5x fcgisgi ASGI: **" + verdict(
+            [med["libfcgi-asgi"][i] >= 1.5 * med["fcgisgi-asgi"][i] for i in cols]) + "**")
     missing = [SHORT[n] for n in SERVERS if n not in med]
     goal_line = "Goals: " + ("; ".join(goals) if goals else "not evaluated") + "."
     if missing:
@@ -481,7 +500,7 @@ def table(results: dict, meta: dict, args, loadgen) -> str:
         "",
         f"Medians of {args.rounds} round(s) of {args.duration:g} s per cell (after 1 s of "
         f"warm-up), over {transport}; load generator: {gen}; GET of a hello app "
-        f"(13-byte body; for fcgisgi ASGI the same hello as an ASGI app), 25 parameters "
+        f"(13-byte body; for libfcgi.asgi and fcgisgi ASGI the same hello as an ASGI app), 25 parameters "
         f"per request. Errors: "
         + ", ".join(f"{SHORT[n]} {errors[n]}" for n in names) + "." + size_note,
         f"Python {meta['python']}, libfcgi {meta['libfcgi']} on {lib['implementation']} "
