@@ -61,6 +61,7 @@ import errno as _errno
 import http
 import logging
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -177,7 +178,13 @@ class _Exchange:
         self.cmds.append(cmd)
         wake = self.wake
         if wake.locked():
-            wake.release()
+            if self.server._defer_wake:
+                # Woken when the loop is about to wait (_WakeBeforeWait):
+                # the worker then finds the GIL free, and a burst of
+                # responses wakes its workers together.
+                self.server._to_wake.add(wake)
+            else:
+                wake.release()
 
     def _notify(self) -> None:
         ws = self.waiters
@@ -460,6 +467,30 @@ class _Exchange:
 # The server.
 
 
+class _WakeBeforeWait:
+    """Selector mix-in: before each wait of the event loop, releases the
+    locks of the workers that have something to do (``to_wake``)."""
+
+    to_wake: set
+
+    def select(self, timeout=None):
+        to_wake = self.to_wake
+        if to_wake:
+            for lock in to_wake:
+                if lock.locked():
+                    lock.release()
+            to_wake.clear()
+        return super().select(timeout)
+
+
+def _waking_selector(to_wake: set) -> selectors.BaseSelector:
+    cls = type("WakingSelector", (_WakeBeforeWait, selectors.DefaultSelector), {})
+    sel = cls()
+    sel.to_wake = to_wake
+    return sel
+
+
+
 class ASGIServer:
     """Serves an ASGI 3 application over FastCGI.
 
@@ -495,6 +526,8 @@ class ASGIServer:
         self._queue: collections.deque = collections.deque()
         self._scheduled = False
         self._tasks: set = set()
+        self._to_wake: set = set()
+        self._defer_wake = False
         self._stop: asyncio.Event | None = None
         self._stop_reason: str | None = None
         self.served = 0
@@ -604,6 +637,10 @@ class ASGIServer:
             log.error("libfcgi.asgi: bad request parameters\n%s", text.rstrip())
             req._lib.FCGX_PutStr(_ERROR_500, len(_ERROR_500), req._c.out)
             return
+        loop = self._loop
+        if loop is None:  # the server stopped meanwhile: no answer
+            self._drop_connection(req)
+            return
         ex = _Exchange(self, req, scope, req._c.ipcFd)
         if left != 0:
             # The first chunk now (nginx sends the body with the head).
@@ -623,7 +660,7 @@ class ASGIServer:
         if not self._scheduled:
             self._scheduled = True
             try:
-                self._loop.call_soon_threadsafe(self._start_queued)
+                loop.call_soon_threadsafe(self._start_queued)
             except RuntimeError:  # the loop is closed: stopping
                 return
         ex.serve()
@@ -726,6 +763,8 @@ class ASGIServer:
         """Serves until :meth:`stop` (or SIGTERM/Ctrl-C when running in the
         main thread through :meth:`serve_forever`)."""
         loop = self._loop = asyncio.get_running_loop()
+        sel = getattr(loop, "_selector", None)
+        self._defer_wake = isinstance(sel, _WakeBeforeWait) and sel.to_wake is self._to_wake
         self._stop = asyncio.Event()
         lifespan_task, queues = await self._lifespan_startup()
         self.pool = WorkerPool(self.server.fileno(), self.handle, self.threads,
@@ -767,6 +806,13 @@ class ASGIServer:
             for t in list(self._tasks):
                 t.cancel()
             await asyncio.sleep(0.05)
+        # Let the workers woken from accept() leave it before the socket is
+        # closed (its number could be reused by another socket). Those
+        # waiting on a kept-alive connection are not waited for.
+        end = loop.time() + 0.5
+        for w in pool._alive():
+            while w.thread.is_alive() and loop.time() < end:
+                await asyncio.sleep(0.01)
 
     def stop(self, reason: str | None = None) -> None:
         """Stops the server (from the loop's thread)."""
@@ -775,11 +821,18 @@ class ASGIServer:
         if self._stop is not None:
             self._stop.set()
 
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop :meth:`serve_forever` runs: asyncio's selector loop
+        with a selector that wakes the workers when the loop is about to
+        wait. (:meth:`serve` also runs on any other loop; the workers are
+        then woken by ``call_soon``.)"""
+        return asyncio.SelectorEventLoop(_waking_selector(self._to_wake))
+
     def serve_forever(self) -> None:
         """Runs a new event loop and serves until SIGTERM (returns) or
         Ctrl-C (raises KeyboardInterrupt once the requests in progress are
         done). Raises :class:`LifespanFailure` when the startup fails."""
-        loop = asyncio.new_event_loop()
+        loop = self.new_event_loop()
         main = threading.current_thread() is threading.main_thread()
         installed = []
         if main:
