@@ -363,11 +363,17 @@ def _cpu_times() -> tuple[int, int]:
     return sum(vals), idle
 
 
-def wait_quiet(limit: float = 0.15, max_wait: float = 300.0) -> None:
+#: Longest wait for idle CPUs before each server (--quiet-wait).
+QUIET_WAIT = [300.0]
+
+
+def wait_quiet(limit: float = 0.15, max_wait: float | None = None) -> None:
     """Waits (up to max_wait) until other processes leave the CPUs idle:
     less than ``limit`` of the machine busy over one second."""
     if not os.path.exists("/proc/stat"):
         return
+    if max_wait is None:
+        max_wait = QUIET_WAIT[0]
     t0 = time.monotonic()
     while time.monotonic() - t0 < max_wait:
         total0, idle0 = _cpu_times()
@@ -544,11 +550,14 @@ def main() -> int:
                     help="put the markdown block into bindings/python/README.md (needs every server)")
     ap.add_argument("--markdown-out", type=Path, default=None, metavar="PATH",
                     help="also write the printed markdown block (table and notes) to PATH")
+    ap.add_argument("--quiet-wait", type=float, default=300.0, metavar="SECS",
+                    help="longest wait for idle CPUs before each server (default 300)")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     args = ap.parse_args()
     if args.update_readme and args.only and set(args.only) != set(SERVERS):
         ap.error("--update-readme needs a run of every server (no --only)")
 
+    QUIET_WAIT[0] = args.quiet_wait
     if args.no_build:
         os.environ["LIBFCGI_NO_CARGO"] = "1"
     py = venv_python(args.no_venv)

@@ -61,6 +61,7 @@ import errno as _errno
 import http
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -417,7 +418,6 @@ class _Exchange:
         ok = True  # no write failed
         pending = 0  # written to STDOUT since the last flush
         while True:
-            wake.acquire()
             while cmds:
                 kind, data = cmds.popleft()
                 if kind == _FINAL:
@@ -445,7 +445,9 @@ class _Exchange:
                 elif kind == _ABORT:
                     self.server._drop_connection(req)
                     return
-            # Nothing left: wait for the next command.
+            # Nothing left: wait for the next command (a release may be
+            # left over from commands already done: then look again).
+            wake.acquire()
 
     def _read(self, loop) -> None:
         left = self.left
@@ -483,10 +485,41 @@ class _WakeBeforeWait:
         return super().select(timeout)
 
 
-def _waking_selector(to_wake: set) -> selectors.BaseSelector:
-    cls = type("WakingSelector", (_WakeBeforeWait, selectors.DefaultSelector), {})
+class _BatonPoll:
+    """The selector's poll object, releasing ``baton`` while it waits: the
+    loop's thread holds the baton whenever it runs loop code, so a worker
+    that takes it may run the loop's callbacks meanwhile (see
+    :meth:`ASGIServer._run_here`)."""
+
+    def __init__(self, poller, baton):
+        self._poller = poller
+        self._baton = baton
+        #: Set by the loop's thread once it holds the baton.
+        self.active = False
+
+    def poll(self, *args):
+        if not self.active:
+            return self._poller.poll(*args)
+        baton = self._baton
+        baton.release()
+        try:
+            return self._poller.poll(*args)
+        finally:
+            baton.acquire()
+
+    def __getattr__(self, name):
+        return getattr(self._poller, name)
+
+
+def _waking_selector(to_wake: set, baton) -> selectors.BaseSelector:
+    base = selectors.DefaultSelector
+    cls = type("WakingSelector", (_WakeBeforeWait, base), {})
     sel = cls()
     sel.to_wake = to_wake
+    if baton is not None:
+        if isinstance(getattr(sel, "_selector", None), getattr(select, "epoll", ())):
+            sel._selector = _BatonPoll(sel._selector, baton)
+            sel.baton = baton
     return sel
 
 
@@ -508,7 +541,8 @@ class ASGIServer:
 
     def __init__(self, app, bind=None, *, threads: int = 32, backlog: int = 1024,
                  socket_mode: int | None = None, script_name: str = "",
-                 grace: float = 30.0, fd: int | None = None, lifespan: str = "auto"):
+                 grace: float = 30.0, fd: int | None = None, lifespan: str = "auto",
+                 run_in_workers: bool = True):
         if lifespan not in ("auto", "on", "off"):
             raise ValueError("lifespan must be 'auto', 'on' or 'off'")
         if threads < 1:
@@ -528,6 +562,9 @@ class ASGIServer:
         self._tasks: set = set()
         self._to_wake: set = set()
         self._defer_wake = False
+        #: Held by whichever thread runs the event loop's code (_BatonPoll).
+        self._baton = threading.Lock() if run_in_workers else None
+        self._use_baton = False
         self._stop: asyncio.Event | None = None
         self._stop_reason: str | None = None
         self.served = 0
@@ -656,6 +693,16 @@ class ASGIServer:
             ex.body = data
             ex.more_body = more
         ex.left = left
+        if self._use_baton and self._baton.acquire(False):
+            # The loop's thread is waiting in its poll: run the app here, no
+            # hand-over (it goes on in the loop's thread if it must wait).
+            try:
+                self._run_here(loop, ex)
+            finally:
+                self._baton.release()
+            ex.serve()
+            self.served += 1
+            return
         self._queue.append(ex)
         if not self._scheduled:
             self._scheduled = True
@@ -665,6 +712,40 @@ class ASGIServer:
                 return
         ex.serve()
         self.served += 1
+
+    def _run_here(self, loop, ex: _Exchange) -> None:
+        """Starts the app's task and runs the loop's ready callbacks in this
+        worker thread, which holds the baton (the loop's thread is blocked
+        in its poll and takes the baton back before it touches the loop).
+        Wakes the loop's thread when work is left for it: callbacks beyond
+        a bound, or a timer earlier than the one its poll waits for."""
+        scheduled = loop._scheduled
+        first = scheduled[0] if scheduled else None
+        asyncio._set_running_loop(loop)
+        try:
+            task = loop.create_task(self.app(ex.scope, ex.receive, ex.send))
+            ex.task = task
+            self._tasks.add(task)
+            task.add_done_callback(ex.finished)
+            ready = loop._ready
+            n = 0
+            while ready and n < 100:
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+                n += 1
+        finally:
+            asyncio._set_running_loop(None)
+        # Workers with something to do, this one apart (it looks next).
+        to_wake = self._to_wake
+        if to_wake:
+            to_wake.discard(ex.wake)
+            for lock in to_wake:
+                if lock.locked():
+                    lock.release()
+            to_wake.clear()
+        if loop._ready or (scheduled and scheduled[0] is not first):
+            loop._write_to_self()
 
     def _drop_connection(self, req: Request) -> None:
         """Closes the request's connection without ending the request (the
@@ -765,6 +846,11 @@ class ASGIServer:
         loop = self._loop = asyncio.get_running_loop()
         sel = getattr(loop, "_selector", None)
         self._defer_wake = isinstance(sel, _WakeBeforeWait) and sel.to_wake is self._to_wake
+        baton = self._baton
+        self._use_baton = (self._defer_wake and baton is not None
+                           and getattr(sel, "baton", None) is baton and not loop.get_debug()
+                           and hasattr(loop, "_ready") and hasattr(loop, "_scheduled"))
+        self._use_baton = self._use_baton and sel._selector.active
         self._stop = asyncio.Event()
         lifespan_task, queues = await self._lifespan_startup()
         self.pool = WorkerPool(self.server.fileno(), self.handle, self.threads,
@@ -826,7 +912,7 @@ class ASGIServer:
         with a selector that wakes the workers when the loop is about to
         wait. (:meth:`serve` also runs on any other loop; the workers are
         then woken by ``call_soon``.)"""
-        return asyncio.SelectorEventLoop(_waking_selector(self._to_wake))
+        return asyncio.SelectorEventLoop(_waking_selector(self._to_wake, self._baton))
 
     def serve_forever(self) -> None:
         """Runs a new event loop and serves until SIGTERM (returns) or
@@ -842,6 +928,11 @@ class ASGIServer:
                     installed.append(sig)
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
+        poller = getattr(getattr(loop, "_selector", None), "_selector", None)
+        if isinstance(poller, _BatonPoll):
+            # This thread runs the loop's code; its polls lend the baton.
+            self._baton.acquire()
+            poller.active = True
         try:
             loop.run_until_complete(self.serve())
         finally:
@@ -855,6 +946,9 @@ class ASGIServer:
             finally:
                 asyncio.set_event_loop(None)
                 loop.close()
+                if isinstance(poller, _BatonPoll) and poller.active:
+                    poller.active = False
+                    self._baton.release()
                 self._loop = None
                 self.server.close()
         if self._stop_reason == "interrupt":
