@@ -338,6 +338,32 @@ def test_many_requests_in_progress_at_once(asgi):
     assert time.monotonic() - t0 < 2.0
 
 
+def test_app_runs_in_the_worker_while_the_loop_waits(asgi):
+    """A request arriving while the loop's thread waits in its poll runs in
+    the worker that read it (no hand-over); when the app must wait (here a
+    timer), the loop's thread takes over at once, not at its next timer
+    (the server's own ticks every 0.25 s)."""
+    async def app(scope, receive, send):
+        first = threading.current_thread().name
+        t0 = time.monotonic()
+        await asyncio.sleep(0.02)
+        waited = time.monotonic() - t0
+        await respond(send, f"{first}|{threading.current_thread().name}|{waited:.3f}".encode())
+
+    s = asgi(app)
+    loop_thread = s.thread.name
+    for _ in range(5):
+        time.sleep(0.05)  # the loop goes back to its poll
+        first, after, waited = s.request(fc.cgi_params("/")).body.decode().split("|")
+        assert first.startswith("libfcgi-asgi-"), first
+        assert after == loop_thread
+        assert float(waited) < 0.15
+    # run_in_workers=False: the app always runs in the loop's thread.
+    s2 = asgi(app, run_in_workers=False)
+    first, after, _ = s2.request(fc.cgi_params("/")).body.decode().split("|")
+    assert first == after == s2.thread.name
+
+
 def test_keep_alive_connection_serves_many(asgi):
     async def app(scope, receive, send):
         body, _ = await read_body(receive)
