@@ -694,6 +694,35 @@ FASTAPI_APP = """
                 await asyncio.sleep(0.3)
         return StreamingResponse(gen(), media_type="text/event-stream")
 
+    gone = []
+
+    class CountStreamEnds:
+        # Counts the ends of /stream/forever, however they come.
+
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if scope["type"] == "http" and scope["path"] == "/stream/forever":
+                    gone.append(1)
+
+    app.add_middleware(CountStreamEnds)
+
+    @app.get("/stream/forever")
+    async def forever(request: Request):
+        async def gen():
+            while not await request.is_disconnected():
+                yield "data: tick\\n\\n"
+                await asyncio.sleep(0.05)
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    @app.get("/gone")
+    async def gone_count():
+        return {"n": len(gone)}
+
     @app.get("/boom")
     async def boom():
         raise RuntimeError("FastAPI handler failed")
@@ -754,6 +783,15 @@ def test_fastapi_behind_nginx(spawn, tmp, transport):
         rest = resp.read()
         assert b"data: 2" in rest and time.monotonic() - t0 > 0.5
         c.close()
+        # A browser closing an endless event stream: nginx closes the
+        # upstream connection, the app sees http.disconnect and stops.
+        c = http.client.HTTPConnection("127.0.0.1", n.port, timeout=10)
+        c.request("GET", "/stream/forever")
+        resp = c.getresponse()
+        assert resp.readline() == b"data: tick\n"
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+        assert wait_until(lambda: json.loads(n.request("GET", "/gone")[1])["n"] == 1, 5)
         # Concurrent clients, kept-alive upstream connections.
         results = []
 

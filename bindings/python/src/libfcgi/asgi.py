@@ -218,9 +218,14 @@ class _Exchange:
             self.waiters.append(f)
             try:
                 await f
-            finally:
-                if not self.waiters and not self.more_body and self.watching:
-                    self._unwatch()
+            except BaseException:
+                # Cancelled (a framework polling for a disconnect): forget
+                # this waiter; the watch stays until the response ends.
+                try:
+                    self.waiters.remove(f)
+                except ValueError:
+                    pass
+                raise
 
     def _on_body(self, data: bytes, more: bool, failed: bool) -> None:
         """The worker read a chunk (in the loop thread)."""
@@ -722,6 +727,10 @@ class ASGIServer:
         scheduled = loop._scheduled
         first = scheduled[0] if scheduled else None
         asyncio._set_running_loop(loop)
+        # Async generators first run here belong to the loop (their
+        # finalization is scheduled on it), as in the loop's thread.
+        hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(loop._asyncgen_firstiter_hook, loop._asyncgen_finalizer_hook)
         try:
             task = loop.create_task(self.app(ex.scope, ex.receive, ex.send))
             ex.task = task
@@ -735,6 +744,7 @@ class ASGIServer:
                     handle._run()
                 n += 1
         finally:
+            sys.set_asyncgen_hooks(*hooks)
             asyncio._set_running_loop(None)
         # Workers with something to do, this one apart (it looks next).
         to_wake = self._to_wake
@@ -849,7 +859,8 @@ class ASGIServer:
         baton = self._baton
         self._use_baton = (self._defer_wake and baton is not None
                            and getattr(sel, "baton", None) is baton and not loop.get_debug()
-                           and hasattr(loop, "_ready") and hasattr(loop, "_scheduled"))
+                           and hasattr(loop, "_ready") and hasattr(loop, "_scheduled")
+                           and hasattr(loop, "_asyncgen_finalizer_hook"))
         self._use_baton = self._use_baton and sel._selector.active
         self._stop = asyncio.Event()
         lifespan_task, queues = await self._lifespan_startup()
@@ -1025,4 +1036,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the one libfcgi.asgi module, not this __main__ copy, so that an
+    # application catching libfcgi.asgi.ClientDisconnected gets ours.
+    from libfcgi.asgi import main as _main
+
+    sys.exit(_main())
