@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Benchmark: the WSGI hello app on libfcgi.wsgi against flup's WSGIServer
 and fcgisgi (in its WSGI mode and, with the same app written for ASGI, in
-its ASGI mode), under the same FastCGI load.
+its ASGI mode), and the ASGI hello on libfcgi.asgi against fcgisgi's ASGI
+mode, under the same FastCGI load.
 
     python bindings/python/bench/bench.py                # full run, ~7 minutes
     python bindings/python/bench/bench.py --duration 2 --rounds 1
     python bindings/python/bench/bench.py --only libfcgi fcgisgi-asgi
     python bindings/python/bench/bench.py --markdown-out /tmp/python-bench.md
     python bindings/python/bench/bench.py --update-readme
+    python bindings/python/bench/bench.py --only libfcgi-asgi fcgisgi-asgi libfcgi \\
+        --update-readme-asgi --json /tmp/run.json
+    python bindings/python/bench/bench.py --from-json /tmp/run.json --update-readme-asgi
 
 What it does:
 
@@ -43,6 +47,10 @@ What it does:
 The servers (--only takes these names):
 
   libfcgi       libfcgi.wsgi.WSGIServer(app, bind=..., threads=8)
+  libfcgi-asgi  libfcgi.asgi.ASGIServer(app, bind=..., threads=8), the ASGI
+                hello (the same app as fcgisgi-asgi); its table (against
+                fcgisgi's ASGI mode, goal 1.5x) is printed after the main
+                one, and --update-readme-asgi writes it to the README
   flup          flup.server.fcgi.WSGIServer(app, bindAddress=...).run()
   fcgisgi       fcgisgi.run_wsgi_server(app, bind_address=..., max_workers=8)
                 (WSGI mode: asyncio reads the sockets, the app runs in a
@@ -521,8 +529,62 @@ def table(results: dict, meta: dict, args, loadgen) -> str:
     return "\n".join(lines + notes)
 
 
-def update_readme(text: str) -> None:
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+def asgi_table(results: dict, meta: dict, args, loadgen) -> str:
+    """The ASGI block: libfcgi.asgi against fcgisgi's ASGI mode on the same
+    ASGI hello and loads, the ratio, the goal (1.5x in every column), with
+    libfcgi.wsgi and the C hello of the same run for reference."""
+    need = ("libfcgi-asgi", "fcgisgi-asgi")
+    if not all(results.get(n) for n in need):
+        raise SystemExit("the ASGI table needs runs of libfcgi-asgi and fcgisgi-asgi")
+    names = [n for n in ("libfcgi-asgi", "fcgisgi-asgi", "libfcgi", "c-hello") if results.get(n)]
+    cols = range(len(COLUMNS))
+    med = {n: [statistics.median(r[i]["rps"] for r in results[n]) for i in cols] for n in names}
+    p99 = {n: [statistics.median(r[i]["p99_ms"] for r in results[n]) for i in cols] for n in names}
+    errors = {n: sum(r[i]["errors"] for r in results[n] for i in cols) for n in names}
+    lines = ["| server | " + " | ".join(t for t, *_ in COLUMNS) + " |",
+             "|---|" + "---:|" * len(COLUMNS)]
+
+    def row(n: str, label: str) -> str:
+        return (f"| {label} | "
+                + " | ".join(f"{med[n][i]:,.0f} req/s (p99 {p99[n][i]:.2f} ms)" for i in cols)
+                + " |")
+
+    lines.append(row("libfcgi-asgi", row_label("libfcgi-asgi", args.threads)))
+    lines.append(row("fcgisgi-asgi", row_label("fcgisgi-asgi", args.threads)))
+    ratios = [med["libfcgi-asgi"][i] / med["fcgisgi-asgi"][i] if med["fcgisgi-asgi"][i]
+              else float("inf") for i in cols]
+    lines.append("| libfcgi.asgi / fcgisgi ASGI | "
+                 + " | ".join(f"**{x:.1f}x**" for x in ratios) + " |")
+    if "libfcgi" in med:
+        lines.append(row("libfcgi", f"*for reference: libfcgi.wsgi ({args.threads} threads), "
+                                    "WSGI hello*"))
+    if "c-hello" in med:
+        lines.append(row("c-hello", row_label("c-hello", args.threads)))
+    ok = [x >= 1.5 for x in ratios]
+    missed = [COLUMNS[i][0] for i, good in enumerate(ok) if not good]
+    verdict = "met in every column" if all(ok) else "NOT met in: " + "; ".join(missed)
+    transport = "TCP 127.0.0.1" if args.tcp else "a Unix socket"
+    gen = ("fcgi-load (the repository's Rust load generator, epoll engine)"
+           if loadgen[0] == "fcgi-load" else "loadgen.py (pure Python)")
+    notes = [
+        "",
+        f"Medians of {args.rounds} round(s) of {args.duration:g} s per cell (after 1 s of "
+        f"warm-up), over {transport}; load generator: {gen}; GET of the same ASGI hello app "
+        "(13-byte body, its own Content-Length) on both ASGI servers, 25 parameters per "
+        "request; the WSGI row serves the WSGI hello. Errors: "
+        + ", ".join(f"{SHORT[n]} {errors[n]}" for n in names) + ".",
+        f"Python {meta['python']}, libfcgi {meta['libfcgi']} on "
+        f"{meta['library']['implementation']} {meta['library']['version'] or ''}, fcgisgi "
+        f"{meta['fcgisgi']}; {os.cpu_count()} CPUs shared by the servers and the load "
+        "generator, and with other jobs: before each server the script waited for idle CPUs "
+        f"({WAITED[0]:.0f} s waited in all, at most {QUIET_WAIT[0]:g} s each).",
+        f"Goal: libfcgi.asgi at least 1.5x fcgisgi ASGI: **{verdict}**.",
+    ]
+    return "\n".join(lines + notes)
+
+
+def update_readme(text: str, marker: str = "bench") -> None:
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     content = README.read_text()
     if start not in content or end not in content:
         raise SystemExit(f"{README} has no {start} ... {end} section")
@@ -548,6 +610,11 @@ def main() -> int:
                     help="skip the reference row (bench/apps/hello.c, C on the same library)")
     ap.add_argument("--update-readme", action="store_true",
                     help="put the markdown block into bindings/python/README.md (needs every server)")
+    ap.add_argument("--update-readme-asgi", action="store_true",
+                    help="put the ASGI table (libfcgi.asgi against fcgisgi ASGI, needs both) "
+                    "into bindings/python/README.md")
+    ap.add_argument("--from-json", type=Path, default=None, metavar="PATH",
+                    help="make the tables from a run saved with --json instead of running")
     ap.add_argument("--markdown-out", type=Path, default=None, metavar="PATH",
                     help="also write the printed markdown block (table and notes) to PATH")
     ap.add_argument("--quiet-wait", type=float, default=300.0, metavar="SECS",
@@ -558,6 +625,17 @@ def main() -> int:
         ap.error("--update-readme needs a run of every server (no --only)")
 
     QUIET_WAIT[0] = args.quiet_wait
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        meta, results = saved["meta"], saved["results"]
+        for k in ("duration", "rounds", "threads", "tcp", "quiet_wait"):
+            if k in saved.get("args", {}):
+                setattr(args, k, saved["args"][k])
+        WAITED[0] = saved.get("waited", 0.0)
+        QUIET_WAIT[0] = args.quiet_wait
+        loadgen = tuple(saved.get("loadgen", ("fcgi-load", "")))
+        emit(results, meta, args, loadgen)
+        return 0
     if args.no_build:
         os.environ["LIBFCGI_NO_CARGO"] = "1"
     py = venv_python(args.no_venv)
@@ -596,17 +674,31 @@ def main() -> int:
                 results[name].append(bench_server(name, py, workdir, address, args.threads,
                                                   loadgen, args.duration))
         if args.json:
-            args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-        text = table(results, meta, args, loadgen)
-        print(text)
-        if args.markdown_out:
-            args.markdown_out.write_text(text + "\n")
-            log(f"wrote {args.markdown_out}")
-        if args.update_readme:
-            update_readme(text)
+            saved_args = {k: getattr(args, k) for k in ("duration", "rounds", "threads", "tcp",
+                                                        "quiet_wait")}
+            args.json.write_text(json.dumps({"meta": meta, "results": results, "args": saved_args,
+                                             "waited": WAITED[0], "loadgen": list(loadgen)},
+                                            indent=1))
+        emit(results, meta, args, loadgen)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def emit(results: dict, meta: dict, args, loadgen) -> None:
+    text = table(results, meta, args, loadgen)
+    print(text)
+    if args.markdown_out:
+        args.markdown_out.write_text(text + "\n")
+        log(f"wrote {args.markdown_out}")
+    if args.update_readme:
+        update_readme(text)
+    if args.update_readme_asgi or (results.get("libfcgi-asgi") and results.get("fcgisgi-asgi")):
+        atext = asgi_table(results, meta, args, loadgen)
+        print()
+        print(atext)
+        if args.update_readme_asgi:
+            update_readme(atext, "bench-asgi")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,6 @@ import socket
 import sys
 import threading
 import traceback
-from ctypes import string_at
 from urllib.parse import unquote
 
 from . import _core
@@ -143,7 +142,7 @@ class _Exchange:
     __slots__ = (
         "server", "loop", "req", "scope", "fd", "body", "more_body", "left", "reading",
         "waiters", "head", "started", "complete", "gone", "head_only", "has_length",
-        "cmds", "wake", "posted", "written", "draining", "watching", "task", "failed",
+        "cmds", "wake", "posted", "written", "draining", "watching", "task",
     )
 
     def __init__(self, server: ASGIServer, req: Request, scope: dict, fd: int):
@@ -171,7 +170,6 @@ class _Exchange:
         self.draining: asyncio.Future | None = None
         self.watching = False
         self.task = None
-        self.failed = False
 
     # -- loop side -------------------------------------------------------------
 
@@ -421,14 +419,16 @@ class _Exchange:
         wake = self.wake
         loop = self.loop
         ok = True  # no write failed
-        pending = 0  # written to STDOUT since the last flush
         while True:
             while cmds:
                 kind, data = cmds.popleft()
                 if kind == _FINAL:
                     if ok:
                         n = len(data)
-                        if pending + n <= BUFFERED_WRITE_LIMIT:
+                        # Every earlier write was flushed: a small final
+                        # block only fills the buffer (no I/O, keep the GIL);
+                        # the next accept sends it with FCGI_END_REQUEST.
+                        if n <= BUFFERED_WRITE_LIMIT:
                             lib.FCGX_PutStr_buffered(data, n, c.out)
                         else:
                             lib.FCGX_PutStr(data, n, c.out)
@@ -754,7 +754,8 @@ class ASGIServer:
                 if lock.locked():
                     lock.release()
             to_wake.clear()
-        if loop._ready or (scheduled and scheduled[0] is not first):
+        if (loop._ready or (scheduled and scheduled[0] is not first)
+                or getattr(loop, "_stopping", False)):
             loop._write_to_self()
 
     def _drop_connection(self, req: Request) -> None:
