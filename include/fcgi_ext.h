@@ -172,6 +172,44 @@ DLLAPI int FCGX_AcceptTimeout_r(FCGX_Request *request, int timeout_ms);
  */
 DLLAPI int FCGX_GetReadyFd(FCGX_Request *request);
 
+/**
+ * `FCGX_OpenSocket` with the Unix socket file's permission bits and
+ * owner, as spawn-fcgi's `-M`, `-U` and `-G` set them: `mode` (e.g.
+ * 0660), `uid` and `gid` (numbers; -1: left as `bind()` makes them, i.e.
+ * the umask's mode and the process's ids). The file is created with them
+ * before the socket listens, so no peer can connect before they are in
+ * place (the mode is set on the socket before `bind()`; the owner, and
+ * any bit the umask removed, on the new file through a descriptor that
+ * cannot be a link put in its place). Changing the owner needs the
+ * privilege to (root, CAP_CHOWN; a group the process is in). The
+ * environment variables of `FCGX_OpenSocket` (`LIBFCGI_SOCKET_MODE`,
+ * `LIBFCGI_SOCKET_USER`, `LIBFCGI_SOCKET_GROUP`) do not apply here.
+ *
+ * The file is removed when the process that created it exits (returns
+ * from `main` or calls `exit()`) after a shutdown request (SIGTERM or
+ * SIGUSR1 with the library's handler, `FCGX_ShutdownPending`), if it is
+ * still the same file: not after SIGKILL or `_exit()`, not by a `fork()`
+ * child, not at an exit without a shutdown request (a parent that
+ * daemonises); a file left behind is replaced by the next open at that
+ * path, being stale. The same holds for every Unix socket
+ * `FCGX_OpenSocket` creates.
+ *
+ * Returns the listening socket, or -1 with errno: EINVAL (NULL path, a
+ * mode above 0777, an id below -1, any of them not -1 for a TCP
+ * address), EPERM (owner not allowed), EADDRINUSE (a file that is not a
+ * stale socket is at the path), or what creating the socket failed with;
+ * on an error no file is left at the path.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string.
+ */
+DLLAPI
+int FCGX_OpenSocketMode(const char *path,
+                        int backlog,
+                        int mode,
+                        long uid,
+                        long gid);
+
 #if defined (c_plusplus) || defined (__cplusplus)
 } /* terminate extern "C" { */
 #endif

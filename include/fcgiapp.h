@@ -159,7 +159,11 @@ DLLAPI int FCGX_IsCGI(void);
  * set. `path` is `":port"` or `"*:port"` (all interfaces), `"host:port"`,
  * `"[ipv6]:port"`, or else a Unix socket path. An existing file at the
  * path is replaced only if it is a stale socket (EADDRINUSE otherwise).
- * Unlike libfcgi, errors never terminate the process.
+ * Unlike libfcgi, errors never terminate the process. A Unix socket's
+ * file gets the mode and owner of `LIBFCGI_SOCKET_MODE`,
+ * `LIBFCGI_SOCKET_USER` and `LIBFCGI_SOCKET_GROUP` if they are set (a
+ * bad value: -1, EINVAL, logged), and is removed when the process exits
+ * after a shutdown request (see `FCGX_OpenSocketMode` in fcgi_ext.h).
  *
  * # Safety
  * `path` is NULL or a NUL-terminated string.

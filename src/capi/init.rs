@@ -1,10 +1,10 @@
 //! Library set-up: `FCGX_Init`, `FCGX_IsCGI`, `FCGX_OpenSocket`,
 //! `FCGX_ShutdownPending`.
 
-use crate::server::config;
 use crate::server::listen::{BindAddr, request_shutdown};
 #[cfg(unix)]
 use crate::server::listen::{set_wake_signal, shutdown_signal};
+use crate::server::{config, socket_file};
 use crate::sys::{self, IntoRawFd};
 use std::ffi::{CStr, c_char, c_int};
 use std::sync::Once;
@@ -161,41 +161,67 @@ pub extern "C" fn FCGX_IsCGI() -> c_int {
 /// set. `path` is `":port"` or `"*:port"` (all interfaces), `"host:port"`,
 /// `"[ipv6]:port"`, or else a Unix socket path. An existing file at the
 /// path is replaced only if it is a stale socket (EADDRINUSE otherwise).
-/// Unlike libfcgi, errors never terminate the process.
+/// Unlike libfcgi, errors never terminate the process. A Unix socket's
+/// file gets the mode and owner of `LIBFCGI_SOCKET_MODE`,
+/// `LIBFCGI_SOCKET_USER` and `LIBFCGI_SOCKET_GROUP` if they are set (a
+/// bad value: -1, EINVAL, logged), and is removed when the process exits
+/// after a shutdown request (see `FCGX_OpenSocketMode` in fcgi_ext.h).
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn FCGX_OpenSocket(path: *const c_char, backlog: c_int) -> c_int {
-    ffi_guard!(-1, {
-        if path.is_null() {
-            sys::set_errno(sys::code::EINVAL);
-            return -1;
-        }
-        // SAFETY: non-NULL and NUL-terminated per the contract above.
-        let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
-        let addr = match std::str::from_utf8(bytes) {
-            Ok(text) => BindAddr::parse(text),
-            Err(_) => BindAddr::Unix(non_utf8_path(bytes)),
-        };
-        match addr.listen(backlog) {
-            Ok(fd) => {
-                let fd = fd.into_raw_fd();
-                if fd == 0 {
-                    MODE.store(2, Ordering::SeqCst);
-                }
-                fd
+    // SAFETY: the caller's contract is open_socket's.
+    ffi_guard!(-1, { unsafe { open_socket(path, backlog, None) } })
+}
+
+/// `FCGX_OpenSocket`, with the Unix socket file's mode and owner given
+/// (`None`: from the environment; each `None` field inside: as `bind()`
+/// makes it).
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn open_socket(
+    path: *const c_char,
+    backlog: c_int,
+    perms: Option<sys::SocketPerms>,
+) -> c_int {
+    if path.is_null() {
+        sys::set_errno(sys::code::EINVAL);
+        return -1;
+    }
+    // SAFETY: non-NULL and NUL-terminated per the contract above.
+    let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+    let addr = match std::str::from_utf8(bytes) {
+        Ok(text) => BindAddr::parse(text),
+        Err(_) => BindAddr::Unix(non_utf8_path(bytes)),
+    };
+    let fail = |why: &dyn std::fmt::Display, code: i32| {
+        config::log(format_args!(
+            "FCGX_OpenSocket({}): {why}",
+            String::from_utf8_lossy(bytes)
+        ));
+        sys::set_errno(code);
+        -1
+    };
+    let perms = match (perms, &addr) {
+        (Some(p), _) => p,
+        (None, BindAddr::Tcp { .. }) => sys::SocketPerms::default(),
+        (None, BindAddr::Unix(_)) => match socket_file::perms_from_env() {
+            Ok(p) => p,
+            Err(why) => return fail(&why, sys::code::EINVAL),
+        },
+    };
+    match addr.listen_with(backlog, perms) {
+        Ok(fd) => {
+            let fd = fd.into_raw_fd();
+            if fd == 0 {
+                MODE.store(2, Ordering::SeqCst);
             }
-            Err(e) => {
-                config::log(format_args!(
-                    "FCGX_OpenSocket({}): {e}",
-                    String::from_utf8_lossy(bytes)
-                ));
-                sys::set_errno(e.raw_os_error().unwrap_or(sys::code::EINVAL));
-                -1
-            }
+            fd
         }
-    })
+        Err(e) => fail(&e, e.raw_os_error().unwrap_or(sys::code::EINVAL)),
+    }
 }
 
 /// A socket path given in bytes that are not UTF-8.

@@ -27,6 +27,12 @@ pub struct Config {
     pub capabilities: Capabilities,
     /// Where library diagnostics go (`LIBFCGI_LOG`).
     pub log: LogTarget,
+    /// The mode, user and group of Unix sockets `FCGX_OpenSocket` creates
+    /// (`LIBFCGI_SOCKET_MODE`, `LIBFCGI_SOCKET_USER`,
+    /// `LIBFCGI_SOCKET_GROUP`), as given: parsed at each open.
+    pub socket_mode: Option<String>,
+    pub socket_user: Option<String>,
+    pub socket_group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +70,9 @@ impl Config {
                 .unwrap_or(DEFAULT_CLOSE_TIMEOUT_MS),
             capabilities: Capabilities::default(),
             log,
+            socket_mode: var("LIBFCGI_SOCKET_MODE"),
+            socket_user: var("LIBFCGI_SOCKET_USER"),
+            socket_group: var("LIBFCGI_SOCKET_GROUP"),
         }
     }
 

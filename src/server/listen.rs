@@ -65,15 +65,31 @@ impl BindAddr {
     /// Creates the listening socket. Errors are returned, never turned into
     /// an exit of the process.
     pub fn listen(&self, backlog: i32) -> io::Result<OwnedFd> {
+        self.listen_with(backlog, sys::SocketPerms::default())
+    }
+
+    /// [`BindAddr::listen`], a Unix socket's file created with `perms`
+    /// (before `listen()`: see `sys::unix_listener_with`) and removed when
+    /// this process exits after a shutdown request (see
+    /// [`super::socket_file`]). `perms` must be the default for TCP
+    /// (EINVAL otherwise).
+    pub fn listen_with(&self, backlog: i32, perms: sys::SocketPerms) -> io::Result<OwnedFd> {
         match self {
             BindAddr::Tcp { host, port } => {
+                if perms != sys::SocketPerms::default() {
+                    return Err(io::Error::from_raw_os_error(sys::code::EINVAL));
+                }
                 let fd = sys::tcp_listener(Self::socket_addr(host, *port)?, backlog)?;
                 // Accepted connections inherit it: no Nagle delay, no
                 // system call per connection.
                 let _ = sys::set_nodelay(fd.as_fd());
                 Ok(fd)
             }
-            BindAddr::Unix(path) => sys::unix_listener(path, backlog),
+            BindAddr::Unix(path) => {
+                let (fd, id) = sys::unix_listener_with(path, backlog, perms)?;
+                super::socket_file::remember(absolute(path), id);
+                Ok(fd)
+            }
         }
     }
 
@@ -100,6 +116,12 @@ impl BindAddr {
         }
         Err(last)
     }
+}
+
+/// `path` made absolute (a relative socket path is removed at exit from
+/// where it was created, whatever the working directory is by then).
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 static SHUTDOWN_PENDING: AtomicBool = AtomicBool::new(false);

@@ -24,6 +24,7 @@ pub mod listen;
 pub mod output;
 pub mod reader;
 pub mod session;
+pub mod socket_file;
 pub mod waiting;
 pub mod watch;
 

@@ -451,10 +451,39 @@ pub fn unix_connect(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The mode and owner a Unix socket file is given when it is created;
+/// `None`: as `bind()` makes it (the umask's mode, the process's ids).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketPerms {
+    /// Permission bits (at most 0o777).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// A file's identity: its device and inode numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
 /// A listening Unix socket at `path`. An existing file there is removed
 /// only if it is a socket nobody listens on (a stale one); anything else
-/// gives EADDRINUSE and is left alone.
-pub fn unix_listener(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
+/// gives EADDRINUSE and is left alone. The file's mode and owner are set
+/// before `listen()`,
+/// so that no peer can connect before both are in place: the mode is set
+/// on the socket before `bind()` (Linux creates the file with it, less
+/// what the umask removes), then the file is opened without following a
+/// symbolic link (`O_PATH | O_NOFOLLOW`), checked to be a socket, given
+/// its owner and group (`fchownat` on that descriptor) and the bits the
+/// umask removed (`chmod` of `/proc/self/fd/N`). On any error the file is
+/// removed again. Returns the socket and the file's identity.
+pub fn unix_listener_with(
+    path: &Path,
+    backlog: i32,
+    perms: SocketPerms,
+) -> io::Result<(OwnedFd, FileId)> {
     let (sun, len) = unix_addr(path)?;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
@@ -466,10 +495,148 @@ pub fn unix_listener(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
         std::fs::remove_file(path)?;
     }
     let fd = new_socket(libc::AF_UNIX)?;
+    if let Some(mode) = perms.mode {
+        // SAFETY: plain syscall on an owned descriptor.
+        cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
+    }
     // SAFETY: sun is a complete sockaddr_un of length len.
     cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const sun).cast(), len) })?;
-    listen(&fd, backlog)?;
-    Ok(fd)
+    let mut made = None;
+    let result = set_socket_file(path, perms, &mut made).and_then(|id| {
+        listen(&fd, backlog)?;
+        Ok(id)
+    });
+    match result {
+        Ok(id) => Ok((fd, id)),
+        Err(e) => {
+            if let Some(id) = made {
+                let _ = remove_socket_file(path, id);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Opens the socket file just bound at `path` (without following a link),
+/// records its identity in `made`, and gives it `perms`.
+fn set_socket_file(
+    path: &Path,
+    perms: SocketPerms,
+    made: &mut Option<FileId>,
+) -> io::Result<FileId> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: c_path is NUL-terminated and outlives the call.
+    let raw = cvt(unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    let file = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: st is a zeroed stat the call fills in.
+    let st = unsafe {
+        let mut st: libc::stat = zeroed();
+        cvt(libc::fstat(file.as_raw_fd(), &mut st)).map(|_| st)
+    }?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        // Replaced between bind() and here: not ours to touch.
+        return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
+    }
+    let id = FileId {
+        dev: st.st_dev,
+        ino: st.st_ino,
+    };
+    *made = Some(id);
+    if perms.uid.is_some() || perms.gid.is_some() {
+        let uid = perms.uid.map_or(libc::uid_t::MAX, |u| u as libc::uid_t);
+        let gid = perms.gid.map_or(libc::gid_t::MAX, |g| g as libc::gid_t);
+        // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH: the call
+        // acts on the descriptor itself.
+        cvt(unsafe {
+            libc::fchownat(
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                uid,
+                gid,
+                libc::AT_EMPTY_PATH,
+            )
+        })?;
+    }
+    if let Some(mode) = perms.mode {
+        if st.st_mode & 0o7777 != mode {
+            // The umask took bits away: set them through the descriptor's
+            // /proc link (the file itself, never a link put in its place).
+            let link = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            // SAFETY: link is NUL-terminated and outlives the call.
+            cvt(unsafe { libc::chmod(link.as_ptr(), mode as libc::mode_t) })?;
+        }
+    }
+    Ok(id)
+}
+
+/// Removes the socket file at `path` if it is still the one identified by
+/// `id` (a socket with that device and inode). `Ok(false)`: something
+/// else is there now (or nothing), left alone.
+pub fn remove_socket_file(path: &Path, id: FileId) -> io::Result<bool> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() && m.dev() == id.dev && m.ino() == id.ino => {
+            std::fs::remove_file(path).map(|()| true)
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The id of the user named `name` (`getpwnam_r`), if there is one.
+pub fn user_id(name: &str) -> Option<u32> {
+    let c_name = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: pw and found are written by the call; buf is writable for
+    // its length and outlives the call (pw's strings point into it, and
+    // only pw_uid is read).
+    unsafe {
+        let mut pw: libc::passwd = zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let r = libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        );
+        (r == 0 && !found.is_null()).then_some(pw.pw_uid)
+    }
+}
+
+/// The id of the group named `name` (`getgrnam_r`), if there is one.
+pub fn group_id(name: &str) -> Option<u32> {
+    let c_name = std::ffi::CString::new(name).ok()?;
+    // Groups with many members need a large buffer.
+    let mut buf = vec![0u8; 256 * 1024];
+    // SAFETY: as in user_id; only gr_gid is read.
+    unsafe {
+        let mut gr: libc::group = zeroed();
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let r = libc::getgrnam_r(
+            c_name.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        );
+        (r == 0 && !found.is_null()).then_some(gr.gr_gid)
+    }
+}
+
+/// Registers `handler` to run at `exit()` (and return from `main`).
+pub fn at_exit(handler: extern "C" fn()) {
+    // SAFETY: handler is a plain function that lives for the program.
+    unsafe { libc::atexit(handler) };
 }
 
 /// Registers `handler` to run in the child after every `fork()`.

@@ -575,13 +575,33 @@ pub fn tcp_connect(addr: SocketAddr) -> io::Result<OwnedFd> {
     Ok(s)
 }
 
+/// The mode and owner of a Unix socket file (see the Unix module); no
+/// Unix socket files here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketPerms {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// A file's identity (see the Unix module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
 /// Local sockets by path are not supported on Windows (libfcgi used named
 /// pipes there; see README, Windows): WSAEAFNOSUPPORT.
-pub fn unix_listener(_path: &Path, _backlog: i32) -> io::Result<OwnedFd> {
+pub fn unix_listener_with(
+    _path: &Path,
+    _backlog: i32,
+    _perms: SocketPerms,
+) -> io::Result<(OwnedFd, FileId)> {
     Err(io::Error::from_raw_os_error(ws::WSAEAFNOSUPPORT))
 }
 
-/// See [`unix_listener`]: WSAEAFNOSUPPORT.
+/// See [`unix_listener_with`]: WSAEAFNOSUPPORT.
 pub fn unix_connect(_path: &Path) -> io::Result<OwnedFd> {
     Err(io::Error::from_raw_os_error(ws::WSAEAFNOSUPPORT))
 }
