@@ -179,8 +179,8 @@ fn stream_pointers_stay_valid_across_calls_and_requests() {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut theirs = File::from(OwnedFd::from(theirs));
     theirs.write_all(&two_requests()).unwrap();
-    // SAFETY: r was set up by FCGX_InitRequest; one thread uses it.
     assert_eq!(
+        // SAFETY: r was set up by FCGX_InitRequest; one thread uses it.
         unsafe { accept_connection_r(&mut *r, Some(ours.into())) },
         0
     );
