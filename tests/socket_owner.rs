@@ -248,58 +248,70 @@ fn environment_variables_for_unchanged_programs() {
     }
 }
 
+/// Starts `bin SOCK` directly (no wrapper: it is killed with SIGKILL),
+/// and waits until it serves.
+fn start_plain(bin: &Path, sock: &Path) -> Killed {
+    let mut child = Killed(
+        Command::new(bin)
+            .arg(sock)
+            .env("LD_LIBRARY_PATH", our_lib_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start echo"),
+    );
+    let deadline = Instant::now() + secs(10);
+    while Client::connect(&sock.to_string_lossy()).is_err() {
+        assert!(child.running(), "{} exited", bin.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never listened",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
+/// Sends `sig` to `child` and waits for it to end.
+fn signal_child(child: &mut Killed, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.pid().to_string())
+        .status();
+    let deadline = Instant::now() + secs(5);
+    while child.running() {
+        assert!(Instant::now() < deadline, "still running after SIG{sig}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn kept_after_sigkill_replaced_at_the_next_start_never_removed_if_not_ours() {
     if !ours("sigkill") {
         return;
     }
-    let mut app = App::under_test("echo");
-    let addr = app.addr.clone();
-    let status = signal_and_wait(&mut app, "KILL");
-    assert!(!status.success());
+    let dir = Scratch::new("socket-owner", "sigkill");
+    let sock: PathBuf = dir.path().join("app.sock");
+    let addr = sock.to_string_lossy().into_owned();
+    let bin = compile("echo", Lib::Ours);
+    let mut first = start_plain(&bin, &sock);
+    signal_child(&mut first, "KILL");
     assert!(
-        std::fs::symlink_metadata(&addr).is_ok_and(|m| m.file_type().is_socket()),
+        std::fs::symlink_metadata(&sock).is_ok_and(|m| m.file_type().is_socket()),
         "SIGKILL: the socket file stays (documented)"
     );
     // The next start at the same path replaces the stale socket.
-    let dir = Scratch::new("socket-owner", "restart");
-    let sock: PathBuf = PathBuf::from(&addr);
-    let bin = compile("echo", Lib::Ours);
-    let mut next = Killed(
-        Command::new(&bin)
-            .arg(&sock)
-            .env("LD_LIBRARY_PATH", our_lib_dir())
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start echo again"),
-    );
-    let deadline = Instant::now() + secs(10);
-    while Client::connect(&addr).is_err() {
-        assert!(next.running(), "the second echo exited");
-        assert!(
-            Instant::now() < deadline,
-            "the stale socket was not replaced"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut next = start_plain(&bin, &sock);
     serves(&addr);
     // Someone else's file at the path by the time of the shutdown: kept.
     let other = dir.path().join("other");
     std::fs::write(&other, b"not the library's").unwrap();
     std::fs::rename(&other, &sock).unwrap();
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(next.pid().to_string())
-        .status();
-    let deadline = Instant::now() + secs(5);
-    while next.running() {
-        assert!(Instant::now() < deadline, "echo still runs after SIGTERM");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    signal_child(&mut next, "TERM");
     assert_eq!(
         std::fs::read(&sock).expect("the other file is still there"),
         b"not the library's"
     );
-    let _ = std::fs::remove_file(&sock);
 }
