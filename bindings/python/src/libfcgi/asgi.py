@@ -383,11 +383,11 @@ class _Exchange:
             exc = None  # the web server went away: nothing to report
         if exc is not None:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            log.error("libfcgi.asgi: error in the application\n%s", text.rstrip())
+            log.error("error in the application\n%s", text.rstrip())
             if not self.complete:
                 self._post((_STDERR, text.encode("utf-8", "backslashreplace")))
         elif task.cancelled() and not self.complete:
-            log.error("libfcgi.asgi: the application task was cancelled")
+            log.error("the application task was cancelled")
         if self.complete:
             return
         self.complete = True
@@ -399,7 +399,7 @@ class _Exchange:
             self._post((_ABORT, None))
         elif exc is not None or task.cancelled() or not self.started:
             if exc is None and not task.cancelled():
-                log.error("libfcgi.asgi: the application returned without a response")
+                log.error("the application returned without a response")
             self._post((_FINAL, _ERROR_500))
         else:
             # Headers only, never a body message: send them, empty body.
@@ -676,7 +676,7 @@ class ASGIServer:
             scope, left = self.make_scope(req)
         except Exception:
             text = traceback.format_exc()
-            log.error("libfcgi.asgi: bad request parameters\n%s", text.rstrip())
+            log.error("bad request parameters\n%s", text.rstrip())
             req._lib.FCGX_PutStr(_ERROR_500, len(_ERROR_500), req._c.out)
             return
         loop = self._loop
@@ -807,7 +807,7 @@ class ASGIServer:
             exc = None if task.cancelled() else task.exception()
             if self.lifespan == "auto":
                 why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
-                log.info("libfcgi.asgi: the application does not support the lifespan "
+                log.info("the application does not support the lifespan "
                          "protocol (%s); going on without it", why)
                 return None, None
             raise LifespanFailure("the application's lifespan ended before startup completed"
@@ -821,7 +821,7 @@ class ASGIServer:
             raise LifespanFailure(f"startup failed: {message.get('message', '')}")
         task.cancel()
         if self.lifespan == "auto":
-            log.info("libfcgi.asgi: the application does not support the lifespan protocol "
+            log.info("the application does not support the lifespan protocol "
                      "(it answered %r); going on without it", kind)
             return None, None
         raise LifespanFailure(f"unexpected lifespan message {kind!r} at startup")
@@ -849,7 +849,7 @@ class ASGIServer:
         except (asyncio.TimeoutError, asyncio.CancelledError):
             task.cancel()
         except Exception:
-            log.exception("libfcgi.asgi: the lifespan task failed after shutdown")
+            log.exception("the lifespan task failed after shutdown")
 
     async def serve(self) -> None:
         """Serves until :meth:`stop` (or SIGTERM/Ctrl-C when running in the
@@ -899,7 +899,7 @@ class ASGIServer:
                 break
             await asyncio.sleep(0.02)
         else:
-            log.warning("libfcgi.asgi: %d request(s) still running after %.1f s",
+            log.warning("%d request(s) still running after %.1f s",
                         len(self._tasks), self.grace)
             for t in list(self._tasks):
                 t.cancel()
@@ -1027,7 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever()
     except LifespanFailure as e:
-        log.error("libfcgi.asgi: %s; stopped", e)
+        log.error("%s; stopped", e)
         return 3
     except KeyboardInterrupt:
         log.info("interrupted, stopped")
