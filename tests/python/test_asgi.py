@@ -504,7 +504,7 @@ def test_errors_give_500_or_a_cut_response_and_the_server_goes_on(asgi):
 # -- lifespan -------------------------------------------------------------------------------
 
 
-def lifespan_app(events, fail=None):
+def lifespan_app(events, fail=None, fail_shutdown=None):
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
             while True:
@@ -517,6 +517,10 @@ def lifespan_app(events, fail=None):
                     scope["state"]["db"] = "connected"
                     await send({"type": "lifespan.startup.complete"})
                 elif m["type"] == "lifespan.shutdown":
+                    if fail_shutdown:
+                        await send({"type": "lifespan.shutdown.failed",
+                                    "message": fail_shutdown})
+                        return
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         else:
@@ -532,6 +536,15 @@ def test_lifespan_startup_state_and_shutdown(asgi):
     s.close()
     assert events == ["lifespan.startup", "lifespan.shutdown"]
     assert s.error is None
+
+
+def test_lifespan_shutdown_failure_is_an_error(asgi):
+    events = []
+    s = asgi(lifespan_app(events, fail_shutdown="could not flush"), lifespan="auto")
+    assert s.request(fc.cgi_params("/")).body == b"connected"
+    s.close()
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+    assert isinstance(s.error, LifespanFailure) and "could not flush" in str(s.error)
 
 
 def test_lifespan_startup_failure_stops_the_server(tmp):

@@ -572,6 +572,7 @@ class ASGIServer:
         self._use_baton = False
         self._stop: asyncio.Event | None = None
         self._stop_reason: str | None = None
+        self._done = False
         self.served = 0
 
     # -- scope ------------------------------------------------------------------
@@ -680,7 +681,7 @@ class ASGIServer:
             req._lib.FCGX_PutStr(_ERROR_500, len(_ERROR_500), req._c.out)
             return
         loop = self._loop
-        if loop is None:  # the server stopped meanwhile: no answer
+        if loop is None or self._done:  # the server stopped meanwhile: no answer
             self._drop_connection(req)
             return
         ex = _Exchange(self, req, scope, req._c.ipcFd)
@@ -702,6 +703,9 @@ class ASGIServer:
             # The loop's thread is waiting in its poll: run the app here, no
             # hand-over (it goes on in the loop's thread if it must wait).
             try:
+                if self._done:  # stopped while this worker was on its way
+                    self._drop_connection(req)
+                    return
                 self._run_here(loop, ex)
             finally:
                 self._baton.release()
@@ -876,8 +880,14 @@ class ASGIServer:
             watcher.cancel()
             self.pool.stop()
             await self._drain()
-            if lifespan_task is not None:
-                await self._lifespan_shutdown(lifespan_task, queues, self.grace)
+            try:
+                if lifespan_task is not None:
+                    await self._lifespan_shutdown(lifespan_task, queues, self.grace)
+            finally:
+                # A request still arriving (on a kept-alive connection) is
+                # dropped from now on, and no worker runs the loop.
+                self._done = True
+                self._use_baton = False
 
     async def _watch_shutdown(self) -> None:
         # A shutdown asked of the library (SIGUSR1 with its handler,
