@@ -658,6 +658,18 @@ def test_cli_socket_on_fd_0_and_startup_failure(spawn, tmp):
     lsock.close()
 
 
+def test_console_script_is_declared():
+    """``libfcgi-asgi`` (like ``libfcgi-wsgi``) runs the command line."""
+    tomllib = pytest.importorskip("tomllib")
+    from conftest import REPO
+
+    import libfcgi.asgi
+
+    project = tomllib.loads((REPO / "bindings/python/pyproject.toml").read_text())["project"]
+    assert project["scripts"]["libfcgi-asgi"] == "libfcgi.asgi:main"
+    assert callable(libfcgi.asgi.main)
+
+
 # -- FastAPI from PyPI behind nginx ---------------------------------------------------------------
 
 FASTAPI_APP = """
