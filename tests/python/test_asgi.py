@@ -658,6 +658,28 @@ def test_cli_socket_on_fd_0_and_startup_failure(spawn, tmp):
     lsock.close()
 
 
+def test_asgi_example(spawn, tmp):
+    from conftest import EXAMPLES
+
+    addr = f"127.0.0.1:{free_port()}"
+    p = spawn([sys.executable, str(EXAMPLES / "asgi_app.py"), addr], addr)
+    assert b"Hello from libfcgi.asgi" in fc.request(addr, fc.cgi_params("/")).body
+    body = os.urandom(200_000)
+    assert fc.request(addr, fc.cgi_params("/echo", "POST", body), body).body == body
+    with fc.Connection(addr) as c:
+        c.send(fc.encode_request(fc.cgi_params("/events")))
+        out = b""
+        while out.count(b"data: ") < 2:
+            kind, _, content = c.read_record()
+            out += content
+        assert b"data: 0\n\n" in out and b"data: 1\n\n" in out
+    r = fc.request(addr, fc.cgi_params("/error"))
+    assert r.status == 500 and b"this is what an error looks like" in r.stderr
+    p.signal(signal.SIGINT)
+    code, _, err = p.finish(timeout=10)
+    assert code == 0, err
+
+
 def test_console_script_is_declared():
     """``libfcgi-asgi`` (like ``libfcgi-wsgi``) runs the command line."""
     tomllib = pytest.importorskip("tomllib")
