@@ -814,12 +814,16 @@ impl Session {
                     match waiting.nudged() {
                         Nudge::Rescue => return Err(HeadWait::Park),
                         Nudge::Timeout => return Err(HeadError::HeadTimeout.into()),
-                        // A shutdown: looked at again above. A signal
-                        // of the program's: a partial head stays with
-                        // the request object and the next accept goes
-                        // on with it.
+                        // A shutdown: looked at again above (a head is
+                        // read on only while the watcher can end that
+                        // wait). A signal of the program's: a partial
+                        // head stays with the request object and the
+                        // next accept goes on with it.
                         Nudge::None => {
-                            if fail_on_intr && !listen::shutdown_pending() {
+                            let shutdown = listen::shutdown_pending();
+                            if (fail_on_intr && !shutdown)
+                                || (shutdown && watch::wake_signal() == 0)
+                            {
                                 return Err(HeadError::Interrupted.into());
                             }
                         }
