@@ -175,7 +175,8 @@ pub const FCGX_ACCEPT_TIMEOUT: c_int = -9000;
 /// (SIGTERM, SIGUSR1 with the library's handler, `FCGX_ShutdownPending`)
 /// or, with `FCGI_FAIL_ACCEPT_ON_INTR`, a signal; -EINVAL for a NULL
 /// request or a timeout below -1; -EBADF without a listening socket;
-/// -ENOSYS where connections cannot wait without a thread (Linux only).
+/// -ENOSYS where connections cannot wait without a thread (not Linux;
+/// on Windows -WSAEOPNOTSUPP).
 ///
 /// After `FCGX_ACCEPT_TIMEOUT` the request holds no connection and no
 /// request (`ipcFd` is -1, `envp` empty): call it again, or wait on
@@ -252,8 +253,8 @@ pub unsafe extern "C" fn FCGX_AcceptTimeout_r(
 /// every request on the same listening socket, open for the life of the
 /// process (after `fork()`, call this again in the child). Returns the
 /// descriptor, or -1 with errno: EINVAL (NULL request), EBADF (no
-/// listening socket), ENOSYS (not Linux), or what creating it failed
-/// with (EMFILE).
+/// listening socket), ENOSYS (not Linux; WSAEOPNOTSUPP on Windows), or
+/// what creating it failed with (EMFILE).
 ///
 /// # Safety
 /// `request` is NULL or a request set up by `FCGX_InitRequest`; its
