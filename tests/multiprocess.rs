@@ -32,6 +32,7 @@ use fcgi::client::{Client, Request};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,6 +63,11 @@ fn prefork() -> Command {
 /// Starts one prefork worker serving `listener` as its fd 0.
 fn instance(listener: &TcpListener, dir: &Path, name: &str) -> Killed {
     let fd = OwnedFd::from(listener.try_clone().expect("dup listening socket"));
+    instance_on(fd, dir, name)
+}
+
+/// Starts one prefork worker serving the listening socket `fd` as its fd 0.
+fn instance_on(fd: OwnedFd, dir: &Path, name: &str) -> Killed {
     let child = prefork()
         .stdin(Stdio::from(fd))
         .stderr(std::fs::File::create(dir.join(format!("{name}.stderr"))).unwrap())
@@ -369,9 +375,15 @@ impl HttpLoad {
 /// `fastcgi_next_upstream error timeout` and, if `keepalive`, upstream
 /// keep-alive (else a new FastCGI connection per request).
 fn start_nginx(bin: &Path, dir: &Path, servers: &[u16], keepalive: bool) -> Nginx {
+    let servers: Vec<String> = servers.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    start_nginx_for(bin, dir, &servers, keepalive)
+}
+
+/// [`start_nginx`] for upstream addresses in nginx's syntax (`unix:PATH`).
+fn start_nginx_for(bin: &Path, dir: &Path, servers: &[String], keepalive: bool) -> Nginx {
     let upstream: String = servers
         .iter()
-        .map(|p| format!("        server 127.0.0.1:{p};\n"))
+        .map(|a| format!("        server {a};\n"))
         .collect();
     let (pool, keep_conn) = if keepalive {
         ("        keepalive 16;\n", "on")
@@ -628,7 +640,8 @@ fn slow_request(port: u16, ms: u32) -> thread::JoinHandle<Result<(u32, String), 
 /// GETs): a second process is started on the socket while the first
 /// serves a 700 ms request, then SIGTERM to the first. No request fails,
 /// the slow one is answered by the old process, the new one serves on.
-fn restart_on_a_shared_socket(test: &str, keepalive: bool, post: bool) {
+/// `unix`: on a Unix socket, else on loopback TCP.
+fn restart_on_a_shared_socket(test: &str, keepalive: bool, post: bool, unix: bool) {
     let _serial = one_at_a_time();
     let Some(nginx_bin) = nginx_binary(test) else {
         return;
@@ -636,17 +649,32 @@ fn restart_on_a_shared_socket(test: &str, keepalive: bool, post: bool) {
     let dir = Scratch::new("multiprocess-test", test);
     // The socket's holder (systemd, a supervisor, the old process that
     // execs the new one) keeps it open across the restart.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().unwrap().port();
-    let mut old = instance(&listener, dir.path(), "old");
-    let nginx = start_nginx(&nginx_bin, dir.path(), &[port], keepalive);
+    let path = std::env::temp_dir().join(format!("fcgi-{test}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _remove = Remove(path.clone());
+    let (listener, upstream): (OwnedFd, String) = if unix {
+        let l = UnixListener::bind(&path).expect("bind Unix socket");
+        (l.into(), format!("unix:{}", path.display()))
+    } else {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().unwrap().port();
+        (l.into(), format!("127.0.0.1:{port}"))
+    };
+    let mut old = instance_on(listener.try_clone().unwrap(), dir.path(), "old");
+    let nginx = start_nginx_for(&nginx_bin, dir.path(), &[upstream], keepalive);
 
     let load = HttpLoad::start(nginx.port, 8, 5, post);
     let_run(&load, 1000);
     // In flight in the old process when it is told to stop.
     let slow = slow_request(nginx.port, 700);
     thread::sleep(Duration::from_millis(100));
-    let mut new = instance(&listener, dir.path(), "new");
+    let mut new = instance_on(listener.try_clone().unwrap(), dir.path(), "new");
     let new_pid = new.pid();
     wait_until(secs(10), "the new process to listen", || {
         std::fs::read_link(format!("/proc/{new_pid}/fd/0")).is_ok()
@@ -670,7 +698,7 @@ fn restart_on_a_shared_socket(test: &str, keepalive: bool, post: bool) {
     let slow = slow.join().unwrap();
     let retried = upstream_errors(&nginx);
     eprintln!(
-        "restart on a shared socket behind nginx (upstream keep-alive: {keepalive}, POST: {post}), 8 HTTP clients: {}; old process exited {drained_in:?} after SIGTERM; nginx logged {} upstream errors (requests it tried again) {:#?}",
+        "restart on a shared socket (Unix: {unix}) behind nginx (upstream keep-alive: {keepalive}, POST: {post}), 8 HTTP clients: {}; old process exited {drained_in:?} after SIGTERM; nginx logged {} upstream errors (requests it tried again) {:#?}",
         tally.summary(),
         retried.0,
         retried.1
@@ -692,7 +720,12 @@ fn graceful_restart_on_a_shared_socket_behind_nginx() {
     // Upstream keep-alive, GETs: nginx may send a request on a cached
     // connection in the instant the old process closes it; it sends a
     // GET again, elsewhere.
-    restart_on_a_shared_socket("restart_keepalive_get", true, false);
+    restart_on_a_shared_socket("restart_keepalive_get", true, false, false);
+}
+
+#[test]
+fn graceful_restart_on_a_shared_unix_socket_behind_nginx() {
+    restart_on_a_shared_socket("restart_unix", true, false, true);
 }
 
 #[test]
@@ -700,7 +733,7 @@ fn graceful_restart_without_upstream_keepalive_fails_no_post() {
     // A new FastCGI connection per request: the old process accepts none
     // after SIGTERM and answers every one it accepted, so even requests
     // nginx never sends twice (POST) all succeed.
-    restart_on_a_shared_socket("restart_post", false, true);
+    restart_on_a_shared_socket("restart_post", false, true, false);
 }
 
 #[test]
