@@ -5,7 +5,9 @@
     python asgi_app.py 127.0.0.1:9000          # the same, from Python
 
 Routes: / (hello, with what the lifespan startup prepared), /echo (POST:
-the body back, each piece sent as it is received), /events (server-sent
+the body back: read in pieces, then sent in pieces; not sent while it is
+still arriving, since nginx reads a response only once it has passed the
+whole request on), /events (server-sent
 events, one every 0.2 s, until the client goes away), /error (an
 exception: a 500 response and a traceback in the web server's error log).
 """
@@ -25,14 +27,18 @@ async def application(scope, receive, send):
                 return
     path = scope["path"]
     if path == "/echo":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")]})
+        pieces = []
         while True:
             message = await receive()  # at most 64 KiB, read when asked for
-            await send({"type": "http.response.body", "body": message.get("body", b""),
-                        "more_body": message.get("more_body", False)})
+            pieces.append(message.get("body", b""))
             if not message.get("more_body", False):
-                return
+                break
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        for piece in pieces:  # each sent at once
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
     if path == "/events":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
