@@ -325,7 +325,9 @@ def test_many_requests_in_progress_at_once(asgi):
         await asyncio.sleep(0.5)
         await respond(send, b"slept")
 
-    s = asgi(app, threads=24)
+    # Two threads kept for new requests: the pool grows while responses
+    # are in progress (with max_threads=2 this would take 5 s).
+    s = asgi(app, threads=2, max_threads=40)
     out = []
     ts = [threading.Thread(target=lambda: out.append(s.request(fc.cgi_params("/")).body))
           for _ in range(20)]
@@ -336,6 +338,12 @@ def test_many_requests_in_progress_at_once(asgi):
         t.join()
     assert out == [b"slept"] * 20
     assert time.monotonic() - t0 < 2.0
+    assert len(s.server.pool._workers) <= 40
+    # The pool does not grow for short requests.
+    small = asgi(lambda scope, receive, send: respond(send, b"quick"), threads=2)
+    for _ in range(50):
+        assert small.request(fc.cgi_params("/")).body == b"quick"
+    assert len(small.server.pool._workers) == 2
 
 
 def test_app_runs_in_the_worker_while_the_loop_waits(asgi):

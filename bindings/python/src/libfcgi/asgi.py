@@ -73,7 +73,7 @@ from urllib.parse import unquote
 from . import _core
 from ._core import FCGI_FAIL_ACCEPT_ON_INTR, Request
 from ._native import BUFFERED_WRITE_LIMIT
-from ._server import Server, WorkerPool
+from ._server import Server, WorkerPool, _Worker
 
 __all__ = [
     "ASGIServer",
@@ -91,11 +91,22 @@ CHUNK = 65536
 #: waits; it resumes when the queue is down to ``LOW_WATER``.
 HIGH_WATER = 262144
 LOW_WATER = 65536
+#: Seconds a worker waits for a response before it counts as held by a
+#: request in progress, and the pool grows if it has no thread to spare.
+HOLD_AFTER = 0.05
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _DISCONNECT = {"type": "http.disconnect"}
 _ABORT_REQUEST = 2  # FCGI_ABORT_REQUEST
 _BODILESS = frozenset(("GET", "HEAD", "OPTIONS", "DELETE", "TRACE"))
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                                     "TRACE", "CONNECT")}
+_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0", b"HTTP/2.0": "2", b"HTTP/2": "2",
+             b"HTTP/3": "3", b"HTTP/3.0": "3"}
+#: FastCGI parameter name -> ASGI header name (HTTP_X_FOO -> x-foo), a
+#: bounded cache; the transfer-encoding entry is the object below.
+_TRANSFER_ENCODING = b"transfer-encoding"
+_HEADER_NAMES = {b"HTTP_TRANSFER_ENCODING": _TRANSFER_ENCODING}
 
 _ERROR_500 = (
     b"Status: 500 Internal Server Error\r\n"
@@ -142,7 +153,7 @@ class _Exchange:
     __slots__ = (
         "server", "loop", "req", "scope", "fd", "body", "more_body", "left", "reading",
         "waiters", "head", "started", "complete", "gone", "head_only", "has_length",
-        "cmds", "wake", "posted", "written", "draining", "watching", "task",
+        "cmds", "wake", "posted", "written", "draining", "watching", "task", "held",
     )
 
     def __init__(self, server: ASGIServer, req: Request, scope: dict, fd: int):
@@ -170,6 +181,7 @@ class _Exchange:
         self.draining: asyncio.Future | None = None
         self.watching = False
         self.task = None
+        self.held = False
 
     # -- loop side -------------------------------------------------------------
 
@@ -419,6 +431,14 @@ class _Exchange:
         wake = self.wake
         loop = self.loop
         ok = True  # no write failed
+        held = False  # counted by the pool as held by this request (_hold)
+        try:
+            self._commands(req, lib, c, cmds, wake, loop, ok, held)
+        finally:
+            if self.held:
+                self.server._unhold()
+
+    def _commands(self, req, lib, c, cmds, wake, loop, ok, held) -> None:
         while True:
             while cmds:
                 kind, data = cmds.popleft()
@@ -451,8 +471,16 @@ class _Exchange:
                     self.server._drop_connection(req)
                     return
             # Nothing left: wait for the next command (a release may be
-            # left over from commands already done: then look again).
-            wake.acquire()
+            # left over from commands already done: then look again). A
+            # response that takes a while (a long poll, an event stream)
+            # holds this thread: the pool then makes sure that others
+            # still take new requests.
+            if held:
+                wake.acquire()
+            elif not wake.acquire(timeout=HOLD_AFTER):
+                held = self.held = True
+                self.server._hold()
+                wake.acquire()
 
     def _read(self, loop) -> None:
         left = self.left
@@ -534,26 +562,31 @@ class ASGIServer:
 
     ``bind``: ``"host:port"``, ``":port"``, ``"[::1]:port"``, a port
     number, a Unix socket path, or None for fd 0 (the socket a web server
-    passes). ``threads`` worker threads do the I/O; each holds one request
-    while it is served, and waits on a kept-alive connection between two
-    requests, so give at least as many as the web server keeps
-    connections open, plus the requests you expect to be in progress at
-    once (a long poll or an event stream holds its thread).
+    passes). Worker threads do the I/O: ``threads`` of them are kept for
+    new requests (few is fastest: the library lets one thread serve
+    several kept-alive connections); a response that takes more than
+    ``HOLD_AFTER`` seconds (a long poll, an event stream) holds its worker,
+    and the pool then adds one, up to ``max_threads`` in all.
     ``lifespan``: ``"auto"`` (run the lifespan protocol; an app that
     raises at once on the lifespan scope does not support it),
     ``"on"`` (that is an error too), ``"off"``.
     """
 
-    def __init__(self, app, bind=None, *, threads: int = 32, backlog: int = 1024,
-                 socket_mode: int | None = None, script_name: str = "",
+    def __init__(self, app, bind=None, *, threads: int = 4, max_threads: int = 128,
+                 backlog: int = 1024, socket_mode: int | None = None, script_name: str = "",
                  grace: float = 30.0, fd: int | None = None, lifespan: str = "auto",
                  run_in_workers: bool = True):
         if lifespan not in ("auto", "on", "off"):
             raise ValueError("lifespan must be 'auto', 'on' or 'off'")
         if threads < 1:
             raise ValueError("threads must be at least 1")
+        if max_threads < threads:
+            raise ValueError("max_threads must be at least threads")
         self.app = app
         self.threads = threads
+        self.max_threads = max_threads
+        self._held = 0  # workers held by a response in progress
+        self._grow_lock = threading.Lock()
         self.script_name = script_name.rstrip("/")
         self.grace = grace
         self.lifespan = lifespan
@@ -580,8 +613,12 @@ class ASGIServer:
     def make_scope(self, req: Request) -> tuple[dict, int]:
         """The HTTP scope of the active request, and its body length (-1:
         unknown, read to the end of FCGI_STDIN)."""
-        env = {}
+        env: dict = {}
+        setdefault = env.setdefault
         headers = []
+        append = headers.append
+        names = _HEADER_NAMES
+        chunked = False
         envp = req._c.envp
         i = 0
         while True:
@@ -591,24 +628,30 @@ class ASGIServer:
             i += 1
             name, _, value = entry.partition(b"=")
             if name[:5] == b"HTTP_":
-                headers.append((name[5:].replace(b"_", b"-").lower(), value))
-            elif name not in env:
-                env[name] = value
-        length = env.get(b"CONTENT_LENGTH")
-        if length:
-            if not any(n == b"content-length" for n, _ in headers):
-                headers.append((b"content-length", length))
-        ctype = env.get(b"CONTENT_TYPE")
+                h = names.get(name)
+                if h is None:
+                    h = name[5:].replace(b"_", b"-").lower()
+                    if len(names) < 4096:
+                        names[name] = h
+                elif h is _TRANSFER_ENCODING:
+                    chunked = True
+                append((h, value))
+            else:
+                setdefault(name, value)  # the first of duplicates wins
+        get = env.get
+        length = get(b"CONTENT_LENGTH")
+        if length and not any(n == b"content-length" for n, _ in headers):
+            append((b"content-length", length))
+        ctype = get(b"CONTENT_TYPE")
         if ctype and not any(n == b"content-type" for n, _ in headers):
-            headers.append((b"content-type", ctype))
-        uri = env.get(b"REQUEST_URI", b"")
-        raw_path, _, query = uri.partition(b"?")
-        path_info = env.get(b"PATH_INFO")
+            append((b"content-type", ctype))
+        raw_path, _, query = get(b"REQUEST_URI", b"").partition(b"?")
+        path_info = get(b"PATH_INFO")
         if path_info:
-            root = env.get(b"SCRIPT_NAME", b"").decode("utf-8", "replace").rstrip("/")
+            root = get(b"SCRIPT_NAME", b"").decode("utf-8", "replace").rstrip("/")
             path = root + path_info.decode("utf-8", "replace")
         else:
-            doc = env.get(b"DOCUMENT_URI") or env.get(b"SCRIPT_NAME")
+            doc = get(b"DOCUMENT_URI") or get(b"SCRIPT_NAME")
             if doc:
                 path = doc.decode("utf-8", "replace")
             else:
@@ -618,34 +661,35 @@ class ASGIServer:
                 root = ""
         if not raw_path:
             raw_path = path.encode("utf-8")
-        qs = env.get(b"QUERY_STRING")
+        qs = get(b"QUERY_STRING")
         if qs is None:
             qs = query
-        https = env.get(b"HTTPS", b"").lower()
-        scheme = ("https" if https in (b"on", b"1", b"yes") or env.get(b"REQUEST_SCHEME") == b"https"
-                  else "http")
-        proto = env.get(b"SERVER_PROTOCOL", b"HTTP/1.1")
-        version = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0", b"HTTP/2.0": "2", b"HTTP/2": "2",
-                   b"HTTP/3": "3"}.get(proto, "1.1")
+        if get(b"HTTPS", b"").lower() in (b"on", b"1", b"yes") or get(b"REQUEST_SCHEME") == b"https":
+            scheme = "https"
+        else:
+            scheme = "http"
         client = None
-        addr = env.get(b"REMOTE_ADDR")
+        addr = get(b"REMOTE_ADDR")
         if addr:
             try:
-                client = (addr.decode("latin-1"), int(env.get(b"REMOTE_PORT") or 0))
+                client = (addr.decode("latin-1"), int(get(b"REMOTE_PORT") or 0))
             except ValueError:
                 client = (addr.decode("latin-1"), 0)
         server = None
-        host = env.get(b"SERVER_ADDR") or env.get(b"SERVER_NAME")
+        host = get(b"SERVER_ADDR") or get(b"SERVER_NAME")
         if host:
             try:
-                server = (host.decode("latin-1"), int(env.get(b"SERVER_PORT") or 0))
+                server = (host.decode("latin-1"), int(get(b"SERVER_PORT") or 0))
             except ValueError:
                 server = (host.decode("latin-1"), None)
+        method = _METHODS.get(get(b"REQUEST_METHOD", b"GET"))
+        if method is None:
+            method = get(b"REQUEST_METHOD").decode("latin-1").upper()
         scope = {
             "type": "http",
             "asgi": _ASGI,
-            "http_version": version,
-            "method": env.get(b"REQUEST_METHOD", b"GET").decode("latin-1").upper(),
+            "http_version": _VERSIONS.get(get(b"SERVER_PROTOCOL"), "1.1"),
+            "method": method,
             "scheme": scheme,
             "path": path,
             "raw_path": raw_path,
@@ -661,8 +705,7 @@ class ASGIServer:
                 left = max(int(length), 0)
             except ValueError:
                 left = -1
-        elif scope["method"] in _BODILESS and not any(
-                n == b"transfer-encoding" for n, _ in headers):
+        elif method in _BODILESS and not chunked:
             left = 0  # nginx sends CONTENT_LENGTH "" for requests without a body
         else:
             left = -1  # to the end of FCGI_STDIN (a chunked upload, unbuffered)
@@ -761,6 +804,30 @@ class ASGIServer:
         if (loop._ready or (scheduled and scheduled[0] is not first)
                 or getattr(loop, "_stopping", False)):
             loop._write_to_self()
+
+    def _hold(self) -> None:
+        """A worker waits for a response that takes a while: if fewer than
+        ``threads`` workers are left for new requests, add one (up to
+        ``max_threads``). Workers are not removed: one idle in accept or on
+        a kept-alive connection costs only its memory."""
+        pool = self.pool
+        with self._grow_lock:
+            self._held += 1
+            total = len(pool._workers)
+            if total - self._held >= self.threads or total >= self.max_threads:
+                return
+            if pool._stopping:
+                return
+            w = _Worker()
+            pool._workers.append(w)
+        t = threading.Thread(target=pool._work, args=(w,), name=f"{pool.name}-{total}",
+                             daemon=True)
+        w.thread = t
+        t.start()
+
+    def _unhold(self) -> None:
+        with self._grow_lock:
+            self._held -= 1
 
     def _drop_connection(self, req: Request) -> None:
         """Closes the request's connection without ending the request (the
@@ -998,9 +1065,12 @@ def main(argv: list[str] | None = None) -> int:
         help="host:port, :port, [::1]:port or a Unix socket path; "
         "default: the listening socket on fd 0 (passed by the web server)",
     )
-    parser.add_argument("--threads", "-t", type=int, default=32,
-                        help="I/O worker threads (default 32); at least the connections the "
-                        "web server keeps open plus the requests in progress at once")
+    parser.add_argument("--threads", "-t", type=int, default=4,
+                        help="I/O worker threads kept for new requests (default 4); more "
+                        "are added while responses in progress hold some")
+    parser.add_argument("--max-threads", type=int, default=128,
+                        help="at most this many I/O threads (default 128): requests in "
+                        "progress at once, plus the ones kept for new requests")
     parser.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
     parser.add_argument("--socket-mode", default=None,
                         help="permissions of a Unix socket, in octal (e.g. 660)")
@@ -1026,7 +1096,8 @@ def main(argv: list[str] | None = None) -> int:
     app = load_app(args.app)
     mode = int(args.socket_mode, 8) if args.socket_mode else None
     try:
-        server = ASGIServer(app, args.bind, threads=args.threads, backlog=args.backlog,
+        server = ASGIServer(app, args.bind, threads=args.threads,
+                            max_threads=max(args.max_threads, args.threads), backlog=args.backlog,
                             socket_mode=mode, script_name=args.script_name, grace=args.grace,
                             lifespan=args.lifespan)
     except (OSError, ValueError) as e:
