@@ -372,6 +372,35 @@ def test_app_runs_in_the_worker_while_the_loop_waits(asgi):
     assert first == after == s2.thread.name
 
 
+def test_serve_on_a_loop_of_ones_own(tmp):
+    """``await server.serve()`` on any asyncio loop: the app runs in that
+    loop's thread and the workers are woken directly."""
+    async def app(scope, receive, send):
+        body, _ = await read_body(receive)
+        await asyncio.sleep(0.01)
+        await respond(send, body + threading.current_thread().name.encode())
+
+    path = str(tmp / "own.sock")
+    server = ASGIServer(app, bind=path, lifespan="off", threads=2)
+
+    async def main():
+        task = asyncio.ensure_future(server.serve())
+        loop = asyncio.get_running_loop()
+        out = []
+        for i in range(20):
+            b = str(i).encode()
+            r = await loop.run_in_executor(
+                None, lambda: fc.request(path, fc.cgi_params("/", "POST", b), b))
+            out.append(r.body)
+        server.stop()
+        await task
+        return out
+
+    out = asyncio.run(main())
+    server.close()
+    assert out == [str(i).encode() + threading.current_thread().name.encode() for i in range(20)]
+
+
 def test_keep_alive_connection_serves_many(asgi):
     async def app(scope, receive, send):
         body, _ = await read_body(receive)
