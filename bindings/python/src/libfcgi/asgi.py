@@ -67,6 +67,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from urllib.parse import unquote
 
@@ -501,6 +502,61 @@ class _Exchange:
 # ---------------------------------------------------------------------------
 # The server.
 
+class _Pool(WorkerPool):
+    """The WSGI server's pool with a leaner accept: a worker is the only
+    user of its request object and never the main thread, so the checks
+    ``Request.accept`` makes for other callers (another thread closing the
+    object, Ctrl-C in the main thread) are left out of the per-request
+    path."""
+
+    def _work(self, w: _Worker) -> None:
+        _core._block_signals_in_this_thread()
+        req = w.request = Request(self.fd, encoding=self.encoding)
+        accept = req._lib.FCGX_Accept_r
+        ptr = req._h.ptr
+        handle = self.handle
+        failures = 0
+        try:
+            while not self._stopping:
+                req._end()
+                rc = accept(ptr)  # finishes the previous request first
+                if rc != 0:
+                    if self._stopping or _core.shutdown_requested():
+                        break
+                    if rc == -_errno.EINTR:
+                        continue
+                    failures += 1
+                    code = -rc if rc < 0 else rc
+                    log.error("accept failed: %s", os.strerror(code) if code < 9000 else rc)
+                    time.sleep(min(0.01 * failures, 1.0))
+                    continue
+                failures = 0
+                req._begin()
+                w.busy = True
+                try:
+                    handle(req)
+                except BaseException:  # noqa: BLE001 - the worker must go on
+                    log.exception("request handler failed")
+                finally:
+                    self.served += 1
+                    if self._stopping:
+                        req.finish()
+                    w.busy = False
+        finally:
+            try:
+                req.finish()
+            finally:
+                w.busy = False
+                req.close()
+
+
+class _ThreadState(threading.local):
+    #: The loop whose code this worker thread last ran (_run_here).
+    loop = None
+
+
+_thread_state = _ThreadState()
+
 
 class _WakeBeforeWait:
     """Selector mix-in: before each wait of the event loop, releases the
@@ -773,16 +829,23 @@ class ASGIServer:
         a bound, or a timer earlier than the one its poll waits for."""
         scheduled = loop._scheduled
         first = scheduled[0] if scheduled else None
+        if _thread_state.loop is not loop:
+            # Once per worker and loop (this thread runs nothing else):
+            # the running loop, and async generators first run here
+            # belong to the loop (their finalization is scheduled on it),
+            # as in the loop's thread.
+            _thread_state.loop = loop
+            sys.set_asyncgen_hooks(loop._asyncgen_firstiter_hook,
+                                   loop._asyncgen_finalizer_hook)
         asyncio._set_running_loop(loop)
-        # Async generators first run here belong to the loop (their
-        # finalization is scheduled on it), as in the loop's thread.
-        hooks = sys.get_asyncgen_hooks()
-        sys.set_asyncgen_hooks(loop._asyncgen_firstiter_hook, loop._asyncgen_finalizer_hook)
         try:
-            task = loop.create_task(self.app(ex.scope, ex.receive, ex.send))
+            coro = self.app(ex.scope, ex.receive, ex.send)
+            if loop._task_factory is None:
+                task = asyncio.Task(coro, loop=loop)
+            else:
+                task = loop.create_task(coro)
             ex.task = task
             self._tasks.add(task)
-            task.add_done_callback(ex.finished)
             ready = loop._ready
             n = 0
             while ready and n < 100:
@@ -790,8 +853,11 @@ class ASGIServer:
                 if not handle._cancelled:
                     handle._run()
                 n += 1
+            if task.done():
+                ex.finished(task)  # the common case: no callback to schedule
+            else:
+                task.add_done_callback(ex.finished)
         finally:
-            sys.set_asyncgen_hooks(*hooks)
             asyncio._set_running_loop(None)
         # Workers with something to do, this one apart (it looks next).
         to_wake = self._to_wake
@@ -936,7 +1002,7 @@ class ASGIServer:
         self._use_baton = self._use_baton and sel._selector.active
         self._stop = asyncio.Event()
         lifespan_task, queues = await self._lifespan_startup()
-        self.pool = WorkerPool(self.server.fileno(), self.handle, self.threads,
+        self.pool = _Pool(self.server.fileno(), self.handle, self.threads,
                                owns_socket=self.server.owns_socket, grace=self.grace,
                                encoding="latin-1", name="libfcgi-asgi")
         self.pool.start()
