@@ -196,8 +196,6 @@ pub unsafe extern "C" fn FCGX_AcceptTimeout_r(
     request: *mut super::types::FCGX_Request,
     timeout_ms: c_int,
 ) -> c_int {
-    use super::handle::handle_root;
-    use super::types::FCGI_FAIL_ACCEPT_ON_INTR;
     ffi_guard!(-sys::code::EINVAL, {
         // SAFETY: NULL or an initialised request, per the contract.
         let Some(r) = (unsafe { request.as_mut() }) else {
@@ -207,30 +205,15 @@ pub unsafe extern "C" fn FCGX_AcceptTimeout_r(
             return -sys::code::EINVAL;
         }
         let timeout = u64::try_from(timeout_ms).unwrap_or(u64::MAX / 2);
-        super::init::ensure_init();
-        let listen = r.listen_sock;
-        let fail_on_intr = r.flags & FCGI_FAIL_ACCEPT_ON_INTR != 0;
-        let root = handle_root(r);
-        let result = {
-            // SAFETY: root is this request's live handle, and this is the
-            // only reference to it (one thread at a time, per the
-            // contract); it ends with this block, before accepted().
-            let h = unsafe { &mut *root.as_ptr() };
-            h.session.set_detached(r.detached != 0);
-            if listen < 0 {
-                h.session.finish();
-                Err(std::io::Error::from_raw_os_error(sys::code::EBADF))
-            } else {
-                // SAFETY: the listening socket stays open during the call
-                // (the contract); the borrow ends with the call.
-                let listen = unsafe { sys::borrow_fd(listen) };
-                h.session.accept_until(listen, fail_on_intr, timeout)
-            }
+        // SAFETY: the listening socket stays open during the call (the
+        // contract).
+        let rc = unsafe {
+            super::request::accept_with(r, |session, listen, fail_on_intr| {
+                session.accept_until(listen, fail_on_intr, timeout)
+            })
         };
-        let timed_out = matches!(result, Ok(false));
-        // SAFETY: root is the live handle and no reference to it is live.
-        let rc = unsafe { super::request::accepted(r, root, result) };
-        if timed_out { FCGX_ACCEPT_TIMEOUT } else { rc }
+        // accept_with's 1: no request in time.
+        if rc == 1 { FCGX_ACCEPT_TIMEOUT } else { rc }
     })
 }
 

@@ -5,6 +5,7 @@
 use super::handle::{Handle, drop_handle, handle_root};
 use super::init::ensure_init;
 use super::types::{FCGI_FAIL_ACCEPT_ON_INTR, FCGX_ParamArray, FCGX_Request, FCGX_Stream};
+use crate::server::session::Session;
 use crate::sys;
 use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int};
@@ -70,30 +71,51 @@ pub unsafe extern "C" fn FCGX_Accept_r(request: *mut FCGX_Request) -> c_int {
         let Some(r) = (unsafe { request.as_mut() }) else {
             return -libc::EINVAL;
         };
-        ensure_init();
-        let listen = r.listen_sock;
-        let fail_on_intr = r.flags & FCGI_FAIL_ACCEPT_ON_INTR != 0;
-        let root = handle_root(r);
-        let result = {
-            // SAFETY: root is this request's live handle, and this is the
-            // only reference to it (one thread at a time, per the
-            // contract); it ends with this block, before accepted().
-            let h = unsafe { &mut *root.as_ptr() };
-            h.session.set_detached(r.detached != 0);
-            if listen < 0 {
-                h.session.finish();
-                Err(std::io::Error::from_raw_os_error(sys::code::EBADF))
-            } else {
-                // SAFETY: the program set this request up with its
-                // listening socket (FCGX_InitRequest), which stays open
-                // while the request is in use; the borrow ends with the call.
-                let listen = unsafe { sys::borrow_fd(listen) };
-                h.session.accept(listen, fail_on_intr).map(|()| true)
-            }
-        };
-        // SAFETY: root is the live handle and no reference to it is live.
-        unsafe { accepted(r, root, result) }
+        // SAFETY: the program set this request up with its listening
+        // socket (FCGX_InitRequest), which stays open during the call.
+        unsafe {
+            accept_with(r, |session, listen, fail_on_intr| {
+                session.accept(listen, fail_on_intr).map(|()| true)
+            })
+        }
     })
+}
+
+/// What `FCGX_Accept_r` and `FCGX_AcceptTimeout_r` share: initialises the
+/// library if needed, finishes the previous request and runs `wait` (the
+/// engine's accept, given the request's listening socket and whether a
+/// signal fails it) on the request's handle, then [`accepted`]: 0 with a
+/// request, 1 when `wait` found none (`Ok(false)`), or a negative errno
+/// (-EBADF without a listening socket).
+///
+/// # Safety
+/// `r`'s listening socket, if not negative, stays open during the call.
+pub(super) unsafe fn accept_with(
+    r: &mut FCGX_Request,
+    wait: impl FnOnce(&mut Session, sys::BorrowedFd<'_>, bool) -> io::Result<bool>,
+) -> c_int {
+    ensure_init();
+    let listen = r.listen_sock;
+    let fail_on_intr = r.flags & FCGI_FAIL_ACCEPT_ON_INTR != 0;
+    let root = handle_root(r);
+    let result = {
+        // SAFETY: root is this request's live handle, and this is the
+        // only reference to it (one thread at a time, per the
+        // contract); it ends with this block, before accepted().
+        let h = unsafe { &mut *root.as_ptr() };
+        h.session.set_detached(r.detached != 0);
+        if listen < 0 {
+            h.session.finish();
+            Err(io::Error::from_raw_os_error(sys::code::EBADF))
+        } else {
+            // SAFETY: the listening socket stays open during the call
+            // (this function's contract); the borrow ends with the call.
+            let listen = unsafe { sys::borrow_fd(listen) };
+            wait(&mut h.session, listen, fail_on_intr)
+        }
+    };
+    // SAFETY: root is the live handle and no reference to it is live.
+    unsafe { accepted(r, root, result) }
 }
 
 /// What `FCGX_Accept_r` and [`accept_connection_r`] do once the engine
