@@ -338,3 +338,41 @@ def _print_err(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
+
+
+# ---- the command lines of libfcgi.wsgi and libfcgi.asgi ----------------------
+
+
+def add_common_arguments(parser) -> None:
+    """The options both servers' command lines take: the application, where
+    to listen, the socket's backlog and mode, the working directory and the
+    grace period at shutdown."""
+    parser.add_argument("app", help="the application, as module:attribute (e.g. myapp:app)")
+    parser.add_argument(
+        "--bind", "-b", default=None,
+        help="host:port, :port, [::1]:port or a Unix socket path; "
+        "default: the listening socket on fd 0 (passed by the web server)",
+    )
+    parser.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
+    parser.add_argument("--socket-mode", default=None,
+                        help="permissions of a Unix socket, in octal (e.g. 660)")
+    parser.add_argument("--chdir", default=None, help="change to this directory first")
+    parser.add_argument("--grace", type=float, default=30.0,
+                        help="seconds to let running requests finish at shutdown")
+
+
+def start_command(args) -> int | None:
+    """What both command lines do once parsed: change directory, log this
+    package's messages to stderr, and return the socket mode (or None).
+    Only this package's logger: the application's logging stays its own
+    (Flask, for one, logs to wsgi.errors unless the root logger has
+    handlers)."""
+    if args.chdir:
+        os.chdir(args.chdir)
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return int(args.socket_mode, 8) if args.socket_mode else None

@@ -74,7 +74,7 @@ from urllib.parse import unquote
 from . import _core
 from ._core import FCGI_FAIL_ACCEPT_ON_INTR, Request
 from ._native import BUFFERED_WRITE_LIMIT
-from ._server import Server, WorkerPool, _Worker
+from ._server import Server, WorkerPool, _Worker, add_common_arguments, start_command
 
 __all__ = [
     "ASGIServer",
@@ -1125,42 +1125,22 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m libfcgi.asgi",
         description="Serve an ASGI application over FastCGI with libfcgi.",
     )
-    parser.add_argument("app", help="the application, as module:attribute (e.g. myapp:app)")
-    parser.add_argument(
-        "--bind", "-b", default=None,
-        help="host:port, :port, [::1]:port or a Unix socket path; "
-        "default: the listening socket on fd 0 (passed by the web server)",
-    )
+    add_common_arguments(parser)
     parser.add_argument("--threads", "-t", type=int, default=4,
                         help="I/O worker threads kept for new requests (default 4); more "
                         "are added while responses in progress hold some")
     parser.add_argument("--max-threads", type=int, default=128,
                         help="at most this many I/O threads (default 128): requests in "
                         "progress at once, plus the ones kept for new requests")
-    parser.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
-    parser.add_argument("--socket-mode", default=None,
-                        help="permissions of a Unix socket, in octal (e.g. 660)")
     parser.add_argument("--script-name", "--root-path", dest="script_name", default="",
                         help="where the app is mounted (root_path), when the web server "
                         "sends no PATH_INFO (default: the root)")
     parser.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto",
                         help="the ASGI lifespan protocol (default auto: used if the app "
                         "supports it)")
-    parser.add_argument("--chdir", default=None, help="change to this directory first")
-    parser.add_argument("--grace", type=float, default=30.0,
-                        help="seconds to let running requests finish at shutdown")
     args = parser.parse_args(argv)
-    if args.chdir:
-        os.chdir(args.chdir)
-    pkg_log = logging.getLogger("libfcgi")
-    if not pkg_log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-        pkg_log.addHandler(handler)
-        pkg_log.setLevel(logging.INFO)
-        pkg_log.propagate = False
+    mode = start_command(args)
     app = load_app(args.app)
-    mode = int(args.socket_mode, 8) if args.socket_mode else None
     try:
         server = ASGIServer(app, args.bind, threads=args.threads,
                             max_threads=max(args.max_threads, args.threads), backlog=args.backlog,

@@ -45,7 +45,7 @@ from urllib.parse import unquote_to_bytes
 from . import _core
 from ._core import Request
 from ._native import BUFFERED_WRITE_LIMIT
-from ._server import Server, WorkerPool
+from ._server import Server, WorkerPool, add_common_arguments, start_command
 
 __all__ = ["FileWrapper", "WSGIServer", "load_app", "main", "serve"]
 
@@ -521,39 +521,16 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m libfcgi.wsgi",
         description="Serve a WSGI application over FastCGI with libfcgi.",
     )
-    parser.add_argument("app", help="the application, as module:attribute (e.g. myapp:app)")
-    parser.add_argument(
-        "--bind", "-b", default=None,
-        help="host:port, :port, [::1]:port or a Unix socket path; "
-        "default: the listening socket on fd 0 (passed by the web server)",
-    )
+    add_common_arguments(parser)
     parser.add_argument("--threads", "-t", type=int, default=8,
                         help="worker threads (default 8); at least the number of "
                         "connections the web server keeps open")
-    parser.add_argument("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
-    parser.add_argument("--socket-mode", default=None,
-                        help="permissions of a Unix socket, in octal (e.g. 660)")
     parser.add_argument("--script-name", default="",
                         help="where the app is mounted (SCRIPT_NAME), when the web server "
                         "sends no PATH_INFO (default: the root)")
-    parser.add_argument("--chdir", default=None, help="change to this directory first")
-    parser.add_argument("--grace", type=float, default=30.0,
-                        help="seconds to let running requests finish at shutdown")
     args = parser.parse_args(argv)
-    if args.chdir:
-        os.chdir(args.chdir)
-    # Only this package's logger: the application's logging stays its own
-    # (Flask, for one, logs to wsgi.errors unless the root logger has
-    # handlers).
-    pkg_log = logging.getLogger("libfcgi")
-    if not pkg_log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-        pkg_log.addHandler(handler)
-        pkg_log.setLevel(logging.INFO)
-        pkg_log.propagate = False
+    mode = start_command(args)
     app = load_app(args.app)
-    mode = int(args.socket_mode, 8) if args.socket_mode else None
     try:
         server = WSGIServer(app, args.bind, threads=args.threads, backlog=args.backlog,
                             socket_mode=mode, script_name=args.script_name, grace=args.grace)
