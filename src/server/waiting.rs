@@ -279,6 +279,22 @@ impl Room {
         None
     }
 
+    /// A wait's end after the listening socket fired and it tried to accept:
+    /// lets the next waiter see the socket again, then `Some` ends the wait
+    /// (a new connection, an interrupted accept), `None` waits on (nothing
+    /// was there, or a shutdown, which the wait's loop drains at its top).
+    fn after_accept(&self, accepted: io::Result<Option<Accepted>>) -> io::Result<Option<Taken>> {
+        self.watch_listener();
+        match accepted {
+            Ok(Some(a)) => Ok(Some(Taken::New(a))),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                Ok((!listen::shutdown_pending()).then_some(Taken::Interrupted))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Makes sure the listening socket is in the set (a socket closed and
     /// opened again under the same number has left it).
     fn watch_listener(&self) {
@@ -517,17 +533,8 @@ impl Room {
                         config::config(),
                         deadline.max(1),
                     );
-                    self.watch_listener();
-                    match accepted {
-                        Ok(Some(a)) => return Ok(Taken::New(a)),
-                        Ok(None) => {}
-                        // A shutdown: drained at the top of the loop.
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                            if !listen::shutdown_pending() {
-                                return Ok(Taken::Interrupted);
-                            }
-                        }
-                        Err(e) => return Err(e),
+                    if let Some(taken) = self.after_accept(accepted)? {
+                        return Ok(taken);
                     }
                 }
                 Some(false) if remaining == 0 => {
@@ -561,17 +568,8 @@ impl Room {
                     // The listening socket fired: accept one connection,
                     // then let the next waiter see the socket again.
                     let accepted = listen::accept_one(listen, fail_on_intr, config::config());
-                    self.watch_listener();
-                    match accepted {
-                        Ok(Some(a)) => return Ok(Taken::New(a)),
-                        Ok(None) => {}
-                        // A shutdown: drained at the top of the loop.
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                            if !listen::shutdown_pending() {
-                                return Ok(Taken::Interrupted);
-                            }
-                        }
-                        Err(e) => return Err(e),
+                    if let Some(taken) = self.after_accept(accepted)? {
+                        return Ok(taken);
                     }
                 }
                 Some(false) => {}
