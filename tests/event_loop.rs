@@ -211,3 +211,19 @@ fn sigterm_ends_the_event_loop() {
     assert!(t.elapsed() < secs(3));
     assert!(app.stderr().contains("shutdown"), "{}", app.stderr());
 }
+
+/// A program that asks for the ready descriptor before it forks its
+/// workers (the contract: call it again in each child) gives each child a
+/// room of its own: one child's shutdown does not wake the other's loop
+/// (it woke it for nothing, about a million times a second, when the
+/// children shared the parent's epoll set and shutdown event).
+#[test]
+fn children_forked_after_get_ready_fd_have_their_own() {
+    let kv = probe(&["fork"]);
+    assert_eq!(value(&kv, "stopped"), -4, "the child sent SIGTERM: -EINTR");
+    let spins = value(&kv, "spins");
+    assert!(
+        spins < 50,
+        "the other child was woken {spins} times for nothing"
+    );
+}

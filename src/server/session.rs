@@ -455,6 +455,10 @@ impl Session {
     /// with 0 takes it without blocking. [`sys::code::UNSUPPORTED`] where
     /// connections cannot wait without a thread (not Linux).
     pub fn ready_fd(&mut self, listen: BorrowedFd<'_>) -> io::Result<RawFd> {
+        // The watcher's start registers the fork-child hook: a program that
+        // calls this before its first accept and then forks must give its
+        // children rooms (epoll sets, shutdown events) of their own.
+        watch::start();
         match self.room_for(listen.as_raw_fd()) {
             Some(room) => room.ready_fd(),
             None => Err(io::Error::from_raw_os_error(sys::code::UNSUPPORTED)),

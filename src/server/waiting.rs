@@ -127,7 +127,7 @@ pub struct Room {
     waiters: AtomicUsize,
     /// The shutdown event is in the set ([`Room::ready_fd`]).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    shutdown_watched: std::sync::Once,
+    shutdown_watched: std::sync::Mutex<bool>,
 }
 
 /// Connections parked in all rooms.
@@ -270,7 +270,7 @@ impl Room {
             inner: Mutex::new(Rooms::default()),
             parked: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
-            shutdown_watched: std::sync::Once::new(),
+            shutdown_watched: std::sync::Mutex::new(false),
         })
     }
 
@@ -488,11 +488,17 @@ impl Room {
     /// (in a `fork()` child, the child's room has another).
     #[cfg(target_os = "linux")]
     pub fn ready_fd(&self) -> io::Result<RawFd> {
-        let mut result = Ok(());
-        self.shutdown_watched.call_once(|| {
-            result = shutdown_event().and_then(|fd| self.epoll.add_level_number(fd, SHUTDOWN));
-        });
-        result?;
+        // Watched once it worked: a call that failed (EMFILE) leaves it for
+        // the next call to try again.
+        let mut watched = self
+            .shutdown_watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*watched {
+            let fd = shutdown_event()?;
+            self.epoll.add_level_number(fd, SHUTDOWN)?;
+            *watched = true;
+        }
         Ok(sys::AsRawFd::as_raw_fd(&sys::AsFd::as_fd(&self.epoll)))
     }
 

@@ -12,17 +12,25 @@
  *       "rc=RC ms=ELAPSED" for FCGX_AcceptTimeout_r(&req, 0)
  *   accept_timeout ADDRESS bad
  *       prints "null=RC neg=RC nofd=RC errno=E" for the refused calls
+ *   accept_timeout ADDRESS fork
+ *       FCGX_GetReadyFd in the parent, then two children that call it
+ *       again and serve from their own event loops for 1 s; the first is
+ *       sent SIGTERM after 200 ms. Prints "stopped=RC spins=N": the
+ *       first child's last return code, and how often the second was
+ *       woken for nothing (the other child's shutdown must not wake it)
  */
 #include <errno.h>
 #include <fcgiapp.h>
 #include <fcgi_ext.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 static long long now_ms(void)
 {
@@ -78,6 +86,48 @@ int main(int argc, char **argv)
         rc = FCGX_AcceptTimeout_r(&req, 0);
         printf("rc=%d ms=%lld\n", rc, now_ms() - start);
         pthread_join(t, NULL);
+        return 0;
+    }
+    if (strcmp(argv[2], "fork") == 0) {
+        pid_t kids[2];
+        int i, pipes[2][2];
+        long r0 = 0, r1 = 0;
+        if (FCGX_GetReadyFd(&req) < 0)
+            return 1;
+        for (i = 0; i < 2; i++) {
+            if (pipe(pipes[i]) != 0 || (kids[i] = fork()) < 0)
+                return 1;
+            if (kids[i] == 0) {
+                struct pollfd p;
+                long spins = 0;
+                p.fd = FCGX_GetReadyFd(&req);
+                p.events = POLLIN;
+                rc = FCGX_ACCEPT_TIMEOUT;
+                start = now_ms();
+                while (now_ms() - start < 1000) {
+                    if (poll(&p, 1, 100) != 1)
+                        continue;
+                    while ((rc = FCGX_AcceptTimeout_r(&req, 0)) == 0)
+                        FCGX_Finish_r(&req);
+                    if (rc != FCGX_ACCEPT_TIMEOUT)
+                        break;
+                    spins++;
+                }
+                dprintf(pipes[i][1], "%ld\n", i == 0 ? (long)rc : spins);
+                _exit(0);
+            }
+            close(pipes[i][1]);
+        }
+        usleep(200000);
+        kill(kids[0], SIGTERM);
+        for (i = 0; i < 2; i++) {
+            char buf[32] = {0};
+            if (read(pipes[i][0], buf, sizeof buf - 1) <= 0)
+                return 1;
+            *(i == 0 ? &r0 : &r1) = atol(buf);
+            waitpid(kids[i], NULL, 0);
+        }
+        printf("stopped=%ld spins=%ld\n", r0, r1);
         return 0;
     }
     if (strcmp(argv[2], "bad") == 0) {
