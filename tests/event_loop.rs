@@ -107,6 +107,20 @@ fn timeout_is_honoured_with_a_distinct_code() {
 }
 
 #[test]
+fn no_descriptor_left_is_emfile_not_enosys() {
+    if !ours("emfile") {
+        return;
+    }
+    // The epoll set cannot be made: the caller learns why, and a later
+    // call, with descriptors again, succeeds.
+    let kv = probe(&["emfile"]);
+    assert_eq!(value(&kv, "ready"), -1);
+    assert_eq!(value(&kv, "errno"), i64::from(libc::EMFILE));
+    assert_eq!(value(&kv, "accept"), -i64::from(libc::EMFILE));
+    assert!(value(&kv, "again") >= 0, "{kv:?}");
+}
+
+#[test]
 fn shutdown_from_another_thread_wakes_a_poll_on_the_ready_fd() {
     if !ours("shutdown_thread") {
         return;

@@ -413,9 +413,7 @@ impl Session {
         timeout_ms: u64,
     ) -> io::Result<bool> {
         let lfd = listen.as_raw_fd();
-        let Some(room) = self.room_for(lfd) else {
-            return Err(io::Error::from_raw_os_error(sys::code::UNSUPPORTED));
-        };
+        let room = self.room_for(lfd)?;
         self.finish();
         watch::start();
         let deadline = watch::now_ms().saturating_add(timeout_ms);
@@ -459,21 +457,24 @@ impl Session {
         // calls this before its first accept and then forks must give its
         // children rooms (epoll sets, shutdown events) of their own.
         watch::start();
-        match self.room_for(listen.as_raw_fd()) {
-            Some(room) => room.ready_fd(),
-            None => Err(io::Error::from_raw_os_error(sys::code::UNSUPPORTED)),
-        }
+        self.room_for(listen.as_raw_fd())?.ready_fd()
     }
 
-    /// The room of listening socket `lfd`, made if there is none yet.
-    fn room_for(&mut self, lfd: RawFd) -> Option<Arc<Room>> {
+    /// The room of listening socket `lfd`, made if there is none yet:
+    /// [`sys::code::UNSUPPORTED`] where connections cannot wait without a
+    /// thread (not Linux), or why its epoll set could not be made (EMFILE).
+    fn room_for(&mut self, lfd: RawFd) -> io::Result<Arc<Room>> {
         if self.room.as_ref().is_some_and(|r| !r.is_for(lfd)) {
             self.room = None;
         }
-        if self.room.is_none() {
-            self.room = waiting::room(lfd);
+        match &self.room {
+            Some(room) => Ok(room.clone()),
+            None => {
+                let room = waiting::room(lfd)?;
+                self.room = Some(room.clone());
+                Ok(room)
+            }
         }
-        self.room.clone()
     }
 
     // ---- connections the caller accepted -----------------------------------
@@ -560,7 +561,7 @@ impl Session {
                     return Ok(());
                 }
                 // Parked connections need this thread: see the room.
-                None => self.room = self.room.take().or_else(|| waiting::room(lfd)),
+                None => self.room = self.room.take().or_else(|| waiting::room(lfd).ok()),
             }
         }
     }
@@ -642,15 +643,15 @@ impl Session {
     /// Parks the connection (it waits without a thread), with what it has
     /// sent of a request head. Without a room (no epoll), it is closed.
     fn park(&mut self, lfd: RawFd) {
-        if self.room.is_none() {
-            self.room = waiting::room(lfd);
-        }
-        let Some(room) = self.room.clone() else {
-            config::log(format_args!(
-                "connection dropped: it cannot wait without a thread here"
-            ));
-            self.close_connection();
-            return;
+        let room = match self.room_for(lfd) {
+            Ok(room) => room,
+            Err(e) => {
+                config::log(format_args!(
+                    "connection dropped: it cannot wait without a thread ({e})"
+                ));
+                self.close_connection();
+                return;
+            }
         };
         let mid_head = self.input_buf.buffered() > 0 || self.params_start.is_some();
         let fresh = self.conn.as_ref().is_some_and(|c| c.fresh);

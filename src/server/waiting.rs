@@ -141,7 +141,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The room of listening socket `listen`, made on first use. `None` where
 /// connections cannot wait without a thread (no epoll: not Linux).
-pub fn room(listen: RawFd) -> Option<Arc<Room>> {
+pub fn room(listen: RawFd) -> io::Result<Arc<Room>> {
     let generation = watch::fork_generation();
     let mut rooms = lock(&ROOMS);
     // Rooms copied from the parent by fork() are not this process's.
@@ -154,12 +154,12 @@ pub fn room(listen: RawFd) -> Option<Arc<Room>> {
     });
     if let Some(r) = rooms.iter().find(|r| r.listen == listen) {
         r.watch_listener();
-        return Some(r.clone());
+        return Ok(r.clone());
     }
     let r = Arc::new(Room::new(listen, generation)?);
     rooms.push(r.clone());
     ROOMS_MADE.fetch_add(1, Ordering::SeqCst);
-    Some(r)
+    Ok(r)
 }
 
 /// Rooms made so far in this process (never decreases): a session that has
@@ -260,10 +260,10 @@ pub fn announce_shutdown() {
 
 impl Room {
     #[cfg(target_os = "linux")]
-    fn new(listen: RawFd, fork_generation: u32) -> Option<Room> {
-        let epoll = sys::Epoll::new().ok()?;
-        epoll.add_number(listen, LISTENER).ok()?;
-        Some(Room {
+    fn new(listen: RawFd, fork_generation: u32) -> io::Result<Room> {
+        let epoll = sys::Epoll::new()?;
+        epoll.add_number(listen, LISTENER)?;
+        Ok(Room {
             listen,
             epoll,
             fork_generation,
@@ -275,8 +275,8 @@ impl Room {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn new(_listen: RawFd, _fork_generation: u32) -> Option<Room> {
-        None
+    fn new(_listen: RawFd, _fork_generation: u32) -> io::Result<Room> {
+        Err(io::Error::from_raw_os_error(sys::code::UNSUPPORTED))
     }
 
     /// A wait's end after the listening socket fired and it tried to accept:

@@ -23,6 +23,7 @@ pub mod code {
     pub const EALREADY: i32 = libc::EALREADY;
     pub const ENOMEM: i32 = libc::ENOMEM;
     /// What this platform cannot do (waiting without a thread: not Linux).
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub const UNSUPPORTED: i32 = libc::ENOSYS;
     /// Errors after which `accept()` is simply tried again.
     pub const TRANSIENT_ACCEPT: &[i32] = &[

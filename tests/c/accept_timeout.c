@@ -18,6 +18,10 @@
  *       sent SIGTERM after 200 ms. Prints "stopped=RC spins=N": the
  *       first child's last return code, and how often the second was
  *       woken for nothing (the other child's shutdown must not wake it)
+ *   accept_timeout ADDRESS emfile
+ *       with no descriptor left (RLIMIT_NOFILE), prints "ready=RC
+ *       errno=E accept=RC", then with the limit back "again=RC" (the
+ *       descriptor, or -1)
  */
 #include <errno.h>
 #include <fcgiapp.h>
@@ -30,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 static long long now_ms(void)
@@ -128,6 +133,24 @@ int main(int argc, char **argv)
             waitpid(kids[i], NULL, 0);
         }
         printf("stopped=%ld spins=%ld\n", r0, r1);
+        return 0;
+    }
+    if (strcmp(argv[2], "emfile") == 0) {
+        struct rlimit old, none;
+        int next = dup(sock), ready, err, acc;
+        if (next < 0 || close(next) != 0 || getrlimit(RLIMIT_NOFILE, &old) != 0)
+            return 1;
+        none = old;
+        none.rlim_cur = (rlim_t)next;
+        if (setrlimit(RLIMIT_NOFILE, &none) != 0)
+            return 1;
+        ready = FCGX_GetReadyFd(&req);
+        err = errno;
+        acc = FCGX_AcceptTimeout_r(&req, 0);
+        if (setrlimit(RLIMIT_NOFILE, &old) != 0)
+            return 1;
+        printf("ready=%d errno=%d accept=%d again=%d\n", ready, err, acc,
+               FCGX_GetReadyFd(&req));
         return 0;
     }
     if (strcmp(argv[2], "bad") == 0) {
