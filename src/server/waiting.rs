@@ -276,7 +276,7 @@ impl Room {
 
     #[cfg(not(target_os = "linux"))]
     fn new(_listen: RawFd, _fork_generation: u32) -> io::Result<Room> {
-        Err(io::Error::from_raw_os_error(sys::code::UNSUPPORTED))
+        Err(io::Error::from_raw_os_error(crate::sys::code::UNSUPPORTED))
     }
 
     /// A wait's end after the listening socket fired and it tried to accept:
