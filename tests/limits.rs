@@ -459,6 +459,40 @@ fn a_request_that_arrived_before_a_shutdown_is_answered() {
 }
 
 #[test]
+fn a_request_begun_on_a_kept_alive_connection_before_a_shutdown_is_answered() {
+    // As above, but only the first bytes of the next request's first
+    // record had come when the thread, done with the request in flight,
+    // looked at the connection: the rest comes within the grace, and the
+    // request is served, not dropped as an idle connection.
+    let app = threaded("1", &[]);
+    let mut late = connect(&app);
+    served(&mut late, "first=1");
+    let mut busy = start_in_flight(&app);
+    std::thread::sleep(Duration::from_millis(200) * common::scale());
+    let req = encode_request(
+        &Request::responder()
+            .keep_conn(true)
+            .param("QUERY_STRING", "late=1"),
+    );
+    late.write_all(&req[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = app.pid() as i32;
+    // SAFETY: kill(2) on the application's process id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(100));
+    finish_in_flight(&mut busy);
+    std::thread::sleep(Duration::from_millis(300));
+    late.write_all(&req[5..]).unwrap();
+    let (got, _) = read_to_close(&mut late);
+    assert!(
+        common::contains(&got, b"QUERY_STRING=late=1"),
+        "the request begun before the shutdown was not answered: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    wait_gone(&app, pid);
+}
+
+#[test]
 fn a_head_under_way_at_a_shutdown_is_read_on_and_served() {
     // The only thread has accepted a connection and waits for its head:
     // the web server sent the request before it saw the shutdown. A head
@@ -532,6 +566,10 @@ fn shutdown_ends_a_wait_for_a_request_head() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Logged as what it is, not as the head timeout.
+    let log = app.stderr();
+    assert!(log.contains("within the shutdown grace"), "{log}");
+    assert!(!log.contains("LIBFCGI_HEAD_TIMEOUT"), "{log}");
 }
 
 #[test]

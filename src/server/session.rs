@@ -96,6 +96,10 @@ enum HeadError {
     Interrupted,
     #[error("request head not complete in time (LIBFCGI_HEAD_TIMEOUT)")]
     HeadTimeout,
+    /// A shutdown came while the head was under way, and the rest did
+    /// not arrive in [`watch::SHUTDOWN_HEAD_GRACE_MS`].
+    #[error("request head not complete within the shutdown grace (1 s)")]
+    ShutdownGrace,
 }
 
 /// The input side of the current request.
@@ -802,10 +806,12 @@ impl Session {
             // under way (or a new connection's first) is read on, until
             // the watcher ends the wait (see `watch::SHUTDOWN_HEAD_GRACE_MS`).
             if idle && listen::shutdown_pending() {
-                return match self.next_record(Wait::NoWait) {
-                    Err(ReadError::WouldBlock) => Err(HeadError::Interrupted.into()),
-                    other => Ok(other?),
-                };
+                match self.next_record(Wait::NoWait) {
+                    // Part of a record arrived: a head under way now.
+                    Err(ReadError::WouldBlock) if self.input_buf.buffered() > 0 => continue,
+                    Err(ReadError::WouldBlock) => return Err(HeadError::Interrupted.into()),
+                    other => return Ok(other?),
+                }
             }
             // One read per wait: once part of a head has arrived, the rest
             // is waited for as a head, with its deadline.
@@ -818,17 +824,20 @@ impl Session {
                 Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
                     match waiting.nudged() {
                         Nudge::Rescue => return Err(HeadWait::Park),
+                        Nudge::Timeout if listen::shutdown_pending() => {
+                            return Err(HeadError::ShutdownGrace.into());
+                        }
                         Nudge::Timeout => return Err(HeadError::HeadTimeout.into()),
                         // A shutdown: looked at again above (a head is
                         // read on only while the watcher can end that
-                        // wait). A signal of the program's: a partial
-                        // head stays with the request object and the
-                        // next accept goes on with it.
+                        // wait: it has a wake signal and is running). A
+                        // signal of the program's: a partial head stays
+                        // with the request object and the next accept
+                        // goes on with it.
                         Nudge::None => {
                             let shutdown = listen::shutdown_pending();
-                            if (fail_on_intr && !shutdown)
-                                || (shutdown && watch::wake_signal() == 0)
-                            {
+                            let watched = watch::wake_signal() != 0 && watch::running();
+                            if (fail_on_intr && !shutdown) || (shutdown && !watched) {
                                 return Err(HeadError::Interrupted.into());
                             }
                         }

@@ -405,6 +405,12 @@ pub fn start() {
     }
 }
 
+/// The watcher runs in this process (it did not fail to start: then no
+/// wait is ended by a deadline or the shutdown grace, see [`start`]).
+pub fn running() -> bool {
+    STARTED.load(Ordering::Acquire) == FORK_GENERATION.load(Ordering::Relaxed)
+}
+
 /// The wake signal, if the library has one (tests).
 pub fn wake_signal() -> i32 {
     WAKE_SIGNAL.load(Ordering::SeqCst)
