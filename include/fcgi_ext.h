@@ -126,7 +126,8 @@ DLLAPI int FCGX_SetStreamBufferSize(FCGX_Stream *stream, size_t bytes);
  * or, with `FCGI_FAIL_ACCEPT_ON_INTR`, a signal; -EINVAL for a NULL
  * request or a timeout below -1; -EBADF without a listening socket;
  * -ENOSYS where connections cannot wait without a thread (not Linux;
- * on Windows -WSAEOPNOTSUPP).
+ * on Windows -WSAEOPNOTSUPP); -EMFILE when the set where connections
+ * wait could not be made (no descriptor left).
  *
  * After `FCGX_ACCEPT_TIMEOUT` the request holds no connection and no
  * request (`ipcFd` is -1, `envp` empty): call it again, or wait on
@@ -168,7 +169,9 @@ DLLAPI int FCGX_AcceptTimeout_r(FCGX_Request *request, int timeout_ms);
  * what creating it failed with (EMFILE).
  *
  * # Safety
- * `request` is NULL or a request set up by `FCGX_InitRequest`; its
+ * `request` is NULL or a request set up by `FCGX_InitRequest`, used by
+ * one thread at a time (not during an `FCGX_Accept_r` or
+ * `FCGX_AcceptTimeout_r` of another thread on the same request); its
  * listening socket stays open during the call.
  */
 DLLAPI int FCGX_GetReadyFd(FCGX_Request *request);

@@ -36,6 +36,20 @@ fn activate(
     names: Option<&str>,
     env: &[(&str, &str)],
 ) -> Killed {
+    activate_logged(tool, program, socks, names, env, Stdio::null(), None)
+}
+
+/// [`activate`] with the program's standard input `stdin` and its
+/// standard error into `log` (if any).
+fn activate_logged(
+    tool: &Path,
+    program: &Path,
+    socks: &[PathBuf],
+    names: Option<&str>,
+    env: &[(&str, &str)],
+    stdin: Stdio,
+    log: Option<&Path>,
+) -> Killed {
     let mut cmd = Command::new(tool);
     for s in socks {
         cmd.arg("-l").arg(s);
@@ -49,10 +63,14 @@ fn activate(
     for (k, v) in env {
         cmd.arg("-E").arg(format!("{k}={v}"));
     }
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("create the log")),
+        None => Stdio::null(),
+    };
     cmd.arg(program)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     let child = Killed(cmd.spawn().expect("start systemd-socket-activate"));
     wait_for_sockets(socks);
     child
@@ -127,6 +145,46 @@ fn systemd_socket_activate_serves_unchanged_programs() {
     let _h = activate(&tool, &hello, std::slice::from_ref(&sock), None, &[]);
     let resp = ask(&sock, secs(10)).expect("stdio-hello answers");
     assert!(body(&resp).contains("query=probe=1"), "{}", body(&resp));
+}
+
+#[test]
+fn a_standard_input_in_use_is_replaced_with_a_log_line() {
+    if !ours("stdin_replaced") {
+        return;
+    }
+    let Some(tool) = find_program("socket_activation", "systemd-socket-activate", "systemd") else {
+        return;
+    };
+    // fd 0 must become the socket for libfcgi programs to find it; a
+    // standard input that was something (here a pipe) is not replaced
+    // silently. /dev/null (systemd's default) is replaced without a word.
+    let dir = Scratch::new("socket-activation", "stdin");
+    let echo = compile("echo", Lib::headers_under_test());
+    for (what, stdin, expect) in [
+        ("pipe", Stdio::piped(), true),
+        ("null", Stdio::null(), false),
+    ] {
+        let sock = dir.path().join(format!("{what}.sock"));
+        let log = dir.path().join(format!("{what}.log"));
+        let p = activate_logged(
+            &tool,
+            &echo,
+            std::slice::from_ref(&sock),
+            None,
+            &[],
+            stdin,
+            Some(&log),
+        );
+        let resp = ask(&sock, secs(10)).expect("echo answers");
+        assert!(body(&resp).contains("QUERY_STRING=probe=1"));
+        drop(p);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(
+            text.contains("standard input (fd 0, a pipe) replaced by the passed socket (fd 3)"),
+            expect,
+            "{what}: {text:?}"
+        );
+    }
 }
 
 #[test]

@@ -315,3 +315,36 @@ fn kept_after_sigkill_replaced_at_the_next_start_never_removed_if_not_ours() {
         b"not the library's"
     );
 }
+
+#[test]
+fn a_new_socket_at_the_path_is_never_taken_for_ours_even_with_our_inode_number() {
+    if !ours("inode reuse") {
+        return;
+    }
+    // The first instance's file is removed by hand and a second instance
+    // makes a new socket at the path; the first instance's clean exit
+    // must leave it alone. A file system may give the new file the freed
+    // inode's number (ext4 reuses numbers; not at once on the machines
+    // this was written on): the library keeps its own file open, so the
+    // number stays taken until it has exited.
+    let dir = Scratch::new("socket-owner", "inode-reuse");
+    let sock: PathBuf = dir.path().join("app.sock");
+    let addr = sock.to_string_lossy().into_owned();
+    let bin = compile("echo", Lib::Ours);
+    let mut first = start_plain(&bin, &sock);
+    let first_ino = stat(&addr).ino();
+    std::fs::remove_file(&sock).unwrap();
+    let mut second = start_plain(&bin, &sock);
+    assert_ne!(stat(&addr).ino(), first_ino, "the new file has our number");
+    signal_child(&mut first, "TERM");
+    assert!(
+        std::fs::symlink_metadata(&sock).is_ok_and(|m| m.file_type().is_socket()),
+        "the first instance's exit removed the second's socket"
+    );
+    serves(&addr);
+    signal_child(&mut second, "TERM");
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "the second instance's own file stays after its clean exit"
+    );
+}

@@ -176,7 +176,8 @@ pub const FCGX_ACCEPT_TIMEOUT: c_int = -9000;
 /// or, with `FCGI_FAIL_ACCEPT_ON_INTR`, a signal; -EINVAL for a NULL
 /// request or a timeout below -1; -EBADF without a listening socket;
 /// -ENOSYS where connections cannot wait without a thread (not Linux;
-/// on Windows -WSAEOPNOTSUPP).
+/// on Windows -WSAEOPNOTSUPP); -EMFILE when the set where connections
+/// wait could not be made (no descriptor left).
 ///
 /// After `FCGX_ACCEPT_TIMEOUT` the request holds no connection and no
 /// request (`ipcFd` is -1, `envp` empty): call it again, or wait on
@@ -240,7 +241,9 @@ pub unsafe extern "C" fn FCGX_AcceptTimeout_r(
 /// what creating it failed with (EMFILE).
 ///
 /// # Safety
-/// `request` is NULL or a request set up by `FCGX_InitRequest`; its
+/// `request` is NULL or a request set up by `FCGX_InitRequest`, used by
+/// one thread at a time (not during an `FCGX_Accept_r` or
+/// `FCGX_AcceptTimeout_r` of another thread on the same request); its
 /// listening socket stays open during the call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn FCGX_GetReadyFd(request: *mut super::types::FCGX_Request) -> c_int {
@@ -259,7 +262,8 @@ pub unsafe extern "C" fn FCGX_GetReadyFd(request: *mut super::types::FCGX_Reques
         let listen = r.listen_sock;
         let root = handle_root(r);
         // SAFETY: root is this request's live handle, the only reference
-        // to it; it ends with this statement.
+        // to it (one thread at a time, per the contract); it ends with
+        // this statement.
         let h = unsafe { &mut *root.as_ptr() };
         // SAFETY: the listening socket stays open during the call (the
         // contract); the borrow ends with the call.

@@ -68,7 +68,8 @@ pub(crate) fn ensure_init() {
 /// `LIBFCGI_LISTEN_FDNAME`) is made fd 0, where libfcgi programs find
 /// their listening socket (`FCGX_IsCGI`, `FCGI_Accept`, `FCGX_Accept`,
 /// `FCGX_InitRequest(&r, 0, 0)`), replacing what fd 0 was (systemd's
-/// `StandardInput`, /dev/null by default). Every passed descriptor is
+/// `StandardInput`, /dev/null by default; anything but /dev/null or a
+/// closed fd 0 is logged). Every passed descriptor is
 /// set close-on-exec, and the three variables are removed so that child
 /// processes do not take them for theirs. Nothing is done when fd 0 is
 /// a listening socket already (spawn-fcgi, `StandardInput=socket`), or
@@ -118,11 +119,17 @@ fn take_passed_socket() {
         ));
         return;
     }
+    let replaced = sys::open_file_kind(0);
     // SAFETY: fd 0 is the C program's standard input, which no Rust
     // value owns; a program started by socket activation reads no input
     // from it (it is /dev/null unless the unit says otherwise).
     if let Err(e) = unsafe { sys::dup_onto(fd, 0) } {
         config::log(format_args!("socket activation: fd {fd} onto fd 0: {e}"));
+    } else if let Some(kind) = replaced {
+        // Not silent: the program's standard input was something.
+        config::log(format_args!(
+            "socket activation: standard input (fd 0, {kind}) replaced by the passed socket (fd {fd})"
+        ));
     }
 }
 

@@ -86,8 +86,8 @@ impl BindAddr {
                 Ok(fd)
             }
             BindAddr::Unix(path) => {
-                let (fd, id) = sys::unix_listener_with(path, backlog, perms)?;
-                super::socket_file::remember(absolute(path), id);
+                let (fd, file) = sys::unix_listener_with(path, backlog, perms)?;
+                super::socket_file::remember(absolute(path), file);
                 Ok(fd)
             }
         }

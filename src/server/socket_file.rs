@@ -9,7 +9,8 @@
 //! created the socket, if a shutdown was requested (SIGTERM or SIGUSR1
 //! with the library's handler, `FCGX_ShutdownPending`), each socket file
 //! it created is removed if it is still the same file (a socket with the
-//! same device and inode). Not after SIGKILL or `_exit()`, nor in a
+//! same device and inode; the library keeps the file open, so the numbers
+//! cannot be another file's). Not after SIGKILL or `_exit()`, nor in a
 //! `fork()` child, nor at an exit without a shutdown request (a parent
 //! that daemonises exits while its child serves): the file then stays, and
 //! the next `FCGX_OpenSocket` at the path replaces it, being stale.
@@ -17,7 +18,7 @@
 use super::config;
 #[cfg(unix)]
 use crate::sys;
-use crate::sys::{FileId, SocketPerms};
+use crate::sys::{SocketFile, SocketPerms};
 use std::path::PathBuf;
 
 /// Parses a mode in octal (`0660`, `660`, `0o660`): permission bits only.
@@ -96,7 +97,7 @@ fn group_id(_: &str) -> Option<u32> {
 #[cfg(unix)]
 struct Created {
     path: PathBuf,
-    id: FileId,
+    file: SocketFile,
     pid: i32,
 }
 
@@ -106,18 +107,18 @@ static CREATED: std::sync::Mutex<Vec<Created>> = std::sync::Mutex::new(Vec::new(
 /// Records a socket file the library created, for its removal at a clean
 /// exit (see the module).
 #[cfg(unix)]
-pub fn remember(path: PathBuf, id: FileId) {
+pub fn remember(path: PathBuf, file: SocketFile) {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| sys::at_exit(remove_at_exit));
     let pid = sys::getpid();
     let mut list = CREATED.lock().unwrap_or_else(|p| p.into_inner());
     list.retain(|c| c.path != path);
-    list.push(Created { path, id, pid });
+    list.push(Created { path, file, pid });
 }
 
 /// No socket files on this platform.
 #[cfg(not(unix))]
-pub fn remember(_path: PathBuf, _id: FileId) {}
+pub fn remember(_path: PathBuf, _file: SocketFile) {}
 
 /// The exit hook: removes this process's socket files after a shutdown
 /// request. Never waits for the lock (exit() may run from a signal handler
@@ -132,7 +133,7 @@ extern "C" fn remove_at_exit() {
     };
     let me = sys::getpid();
     for c in list.iter().filter(|c| c.pid == me) {
-        let _ = sys::remove_socket_file(&c.path, c.id);
+        let _ = sys::remove_socket_file(&c.path, &c.file);
     }
 }
 

@@ -400,8 +400,17 @@ pub fn start() {
             .name("fcgi-watch".into())
             .spawn(move || watch(generation))
     });
-    if spawned.is_ok() {
-        STARTED.store(generation, Ordering::Release);
+    match spawned {
+        Ok(_) => STARTED.store(generation, Ordering::Release),
+        Err(e) => {
+            // Tried again at the next accept; said once.
+            static SAID: AtomicBool = AtomicBool::new(false);
+            if !SAID.swap(true, Ordering::Relaxed) {
+                config::log(format_args!(
+                    "no watcher thread ({e}): waits are not timed out or ended by a shutdown's grace"
+                ));
+            }
+        }
     }
 }
 

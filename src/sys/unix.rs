@@ -303,6 +303,30 @@ pub fn is_listening_socket(fd: RawFd) -> bool {
     r < 0 && errno() == libc::ENOTCONN
 }
 
+/// What descriptor `fd` (known by its number) is, for a log line; `None`
+/// when it is not open or is /dev/null: nothing a program reads from.
+pub fn open_file_kind(fd: RawFd) -> Option<&'static str> {
+    // SAFETY: st is a zeroed stat the call fills in; a number that is not
+    // open only makes the call fail.
+    let st = unsafe {
+        let mut st: libc::stat = zeroed();
+        (libc::fstat(fd, &mut st) == 0).then_some(st)
+    }?;
+    let null = std::fs::metadata("/dev/null").ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.rdev()
+    });
+    Some(match st.st_mode & libc::S_IFMT {
+        libc::S_IFCHR if Some(st.st_rdev) == null => return None,
+        // SAFETY: isatty only looks at the number.
+        libc::S_IFCHR if unsafe { libc::isatty(fd) } == 1 => "a terminal",
+        libc::S_IFCHR | libc::S_IFBLK => "a device",
+        libc::S_IFIFO => "a pipe",
+        libc::S_IFSOCK => "a socket",
+        _ => "a file",
+    })
+}
+
 fn set_int_option(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
     // SAFETY: value is a live c_int and the length says so.
     let r = unsafe {
@@ -462,11 +486,17 @@ pub struct SocketPerms {
     pub gid: Option<u32>,
 }
 
-/// A file's identity: its device and inode numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
-    pub dev: u64,
-    pub ino: u64,
+/// A socket file this process created: its device and inode numbers, and
+/// a descriptor open on it (`O_PATH`) that keeps the inode in use for as
+/// long as this value lives, so that no other file, made after ours was
+/// removed, can have the same numbers (file systems reuse inode numbers).
+#[derive(Debug)]
+pub struct SocketFile {
+    dev: u64,
+    ino: u64,
+    /// Its permission bits when it was opened.
+    mode: u32,
+    pin: OwnedFd,
 }
 
 /// A listening Unix socket at `path`. An existing file there is removed
@@ -484,16 +514,13 @@ pub fn unix_listener_with(
     path: &Path,
     backlog: i32,
     perms: SocketPerms,
-) -> io::Result<(OwnedFd, FileId)> {
+) -> io::Result<(OwnedFd, SocketFile)> {
     let (sun, len) = unix_addr(path)?;
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        use std::os::unix::fs::FileTypeExt;
-        let stale = meta.file_type().is_socket()
-            && matches!(unix_connect(path), Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED));
-        if !stale {
-            return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
-        }
-        std::fs::remove_file(path)?;
+    match remove_if_stale(path) {
+        Ok(true) => {}
+        Ok(false) => return Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     let fd = new_socket(libc::AF_UNIX)?;
     if let Some(mode) = perms.mode {
@@ -502,29 +529,40 @@ pub fn unix_listener_with(
     }
     // SAFETY: sun is a complete sockaddr_un of length len.
     cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const sun).cast(), len) })?;
-    let mut made = None;
-    let result = set_socket_file(path, perms, &mut made).and_then(|id| {
-        listen(&fd, backlog)?;
-        Ok(id)
-    });
-    match result {
-        Ok(id) => Ok((fd, id)),
+    let file = match open_socket_file(path) {
+        Ok(file) => file,
         Err(e) => {
-            if let Some(id) = made {
-                let _ = remove_socket_file(path, id);
-            }
+            // It could not be opened: it is removed if it is still a
+            // socket nobody listens on (ours does not listen yet).
+            let _ = remove_if_stale(path);
+            return Err(e);
+        }
+    };
+    match set_perms(&file, perms).and_then(|()| listen(&fd, backlog)) {
+        Ok(()) => Ok((fd, file)),
+        Err(e) => {
+            let _ = remove_socket_file(path, &file);
             Err(e)
         }
     }
 }
 
-/// Opens the socket file just bound at `path` (without following a link),
-/// records its identity in `made`, and gives it `perms`.
-fn set_socket_file(
-    path: &Path,
-    perms: SocketPerms,
-    made: &mut Option<FileId>,
-) -> io::Result<FileId> {
+/// Removes the file at `path` if it is a socket that refuses connections
+/// (nobody listens on it). `Ok(false)`: anything else, left alone.
+fn remove_if_stale(path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let stale = meta.file_type().is_socket()
+        && matches!(unix_connect(path), Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED));
+    if stale {
+        std::fs::remove_file(path)?;
+    }
+    Ok(stale)
+}
+
+/// Opens the socket file just bound at `path`, without following a link
+/// (EADDRINUSE if what is there now is not a socket).
+fn open_socket_file(path: &Path) -> io::Result<SocketFile> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: c_path is NUL-terminated and outlives the call.
@@ -535,56 +573,59 @@ fn set_socket_file(
         )
     })?;
     // SAFETY: open returned a new descriptor that nothing else owns.
-    let file = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: st is a zeroed stat the call fills in.
-    let st = unsafe {
-        let mut st: libc::stat = zeroed();
-        cvt(libc::fstat(file.as_raw_fd(), &mut st)).map(|_| st)
-    }?;
+    let pin = unsafe { OwnedFd::from_raw_fd(raw) };
+    let st = fstat(pin.as_fd())?;
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         // Replaced between bind() and here: not ours to touch.
         return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
     }
-    let id = FileId {
+    Ok(SocketFile {
         dev: st.st_dev,
         ino: st.st_ino,
-    };
-    *made = Some(id);
+        mode: st.st_mode & 0o7777,
+        pin,
+    })
+}
+
+fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: st is a zeroed stat the call fills in.
+    unsafe {
+        let mut st: libc::stat = zeroed();
+        cvt(libc::fstat(fd.as_raw_fd(), &mut st)).map(|_| st)
+    }
+}
+
+/// Gives the socket file its owner and group (`fchownat` on its
+/// descriptor) and the permission bits the umask removed (`chmod` of the
+/// descriptor's `/proc` link: the file itself, never a link put in its
+/// place; this needs /proc mounted).
+fn set_perms(file: &SocketFile, perms: SocketPerms) -> io::Result<()> {
+    let fd = file.pin.as_raw_fd();
     if perms.uid.is_some() || perms.gid.is_some() {
         let uid = perms.uid.map_or(libc::uid_t::MAX, |u| u as libc::uid_t);
         let gid = perms.gid.map_or(libc::gid_t::MAX, |g| g as libc::gid_t);
         // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH: the call
         // acts on the descriptor itself.
-        cvt(unsafe {
-            libc::fchownat(
-                file.as_raw_fd(),
-                c"".as_ptr(),
-                uid,
-                gid,
-                libc::AT_EMPTY_PATH,
-            )
-        })?;
+        cvt(unsafe { libc::fchownat(fd, c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) })?;
     }
     if let Some(mode) = perms.mode {
-        if st.st_mode & 0o7777 != mode {
-            // The umask took bits away: set them through the descriptor's
-            // /proc link (the file itself, never a link put in its place).
-            let link = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        if file.mode != mode {
+            let link = std::ffi::CString::new(format!("/proc/self/fd/{fd}"))
                 .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
             // SAFETY: link is NUL-terminated and outlives the call.
             cvt(unsafe { libc::chmod(link.as_ptr(), mode as libc::mode_t) })?;
         }
     }
-    Ok(id)
+    Ok(())
 }
 
-/// Removes the socket file at `path` if it is still the one identified by
-/// `id` (a socket with that device and inode). `Ok(false)`: something
-/// else is there now (or nothing), left alone.
-pub fn remove_socket_file(path: &Path, id: FileId) -> io::Result<bool> {
+/// Removes the socket file at `path` if it is still `file` (a socket with
+/// its device and inode: while `file` lives no other file can have them).
+/// `Ok(false)`: something else is there now (or nothing), left alone.
+pub fn remove_socket_file(path: &Path, file: &SocketFile) -> io::Result<bool> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() && m.dev() == id.dev && m.ino() == id.ino => {
+        Ok(m) if m.file_type().is_socket() && m.dev() == file.dev && m.ino() == file.ino => {
             std::fs::remove_file(path).map(|()| true)
         }
         Ok(_) => Ok(false),

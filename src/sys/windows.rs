@@ -584,12 +584,10 @@ pub struct SocketPerms {
     pub gid: Option<u32>,
 }
 
-/// A file's identity (see the Unix module).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileId {
-    pub dev: u64,
-    pub ino: u64,
-}
+/// A socket file this process created (see the Unix module): never made
+/// on Windows.
+#[derive(Debug)]
+pub enum SocketFile {}
 
 /// Local sockets by path are not supported on Windows (libfcgi used named
 /// pipes there; see README, Windows): WSAEAFNOSUPPORT.
@@ -597,7 +595,7 @@ pub fn unix_listener_with(
     _path: &Path,
     _backlog: i32,
     _perms: SocketPerms,
-) -> io::Result<(OwnedFd, FileId)> {
+) -> io::Result<(OwnedFd, SocketFile)> {
     Err(io::Error::from_raw_os_error(ws::WSAEAFNOSUPPORT))
 }
 
