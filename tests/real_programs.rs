@@ -500,13 +500,9 @@ fn libfcgipp_fcgio_program_runs_on_our_library() {
     let Some(mut app) = start_fcgio("fcgio") else {
         return;
     };
-    app.assert_on_our_library();
-    // The C++ wrapper is Debian's, calling into ours.
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", app.child.pid())).unwrap();
-    assert!(
-        maps.contains("/libfcgi++.so.0"),
-        "fcgio_echo did not map libfcgi++.so.0"
-    );
+    // The libraries are checked once the program has answered: spawn-fcgi
+    // listens before it execs the program, so until then the process may
+    // still be spawn-fcgi, or the loader mid-way through its libraries.
 
     // GET: the parameters through std::cout.
     let mut c = app.client();
@@ -566,6 +562,12 @@ fn libfcgipp_fcgio_program_runs_on_our_library() {
         "n=3\n[alpha beta]\n[]\n[gamma]\neof\n"
     );
     app.assert_on_our_library();
+    // The C++ wrapper is Debian's, calling into ours.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", app.child.pid())).unwrap();
+    assert!(
+        maps.contains("/libfcgi++.so.0"),
+        "fcgio_echo did not map libfcgi++.so.0"
+    );
 }
 
 // ---------------------------------------------------------------------

@@ -420,8 +420,18 @@ pub fn assert_maps_our_library(pid: u32, what: &str) {
 
 /// Asserts that process `pid` (`what`) mapped the libfcgi file `lib` and
 /// no other libfcgi.
+///
+/// A program started through a launcher that binds the socket and then
+/// execs it (`spawn-fcgi -n`) is seen listening before the dynamic loader
+/// has mapped its libraries, so this waits (up to 10 s) for a libfcgi to
+/// appear in the maps before it compares.
 pub fn assert_maps_library(pid: u32, what: &str, lib: &Path) {
-    let fcgi = mapped_libfcgi(pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut fcgi = mapped_libfcgi(pid);
+    while fcgi.is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+        fcgi = mapped_libfcgi(pid);
+    }
     assert_eq!(
         fcgi,
         vec![lib.to_path_buf()],
