@@ -235,8 +235,9 @@ fn closing_never_stalls_on_unread_input() {
         assert!(r.stdout_ended);
         open.push(c); // the web server keeps its side open
     }
+    // A close that waits for the peer costs 2 s each (6 s for three).
     assert!(
-        start.elapsed() < Duration::from_millis(1500),
+        start.elapsed() < Duration::from_millis(3500),
         "closing stalled: {:?}",
         start.elapsed()
     );

@@ -429,7 +429,9 @@ fn nginx_keepalive_with_more_connections_than_threads() {
     assert_eq!(r.status, 200, "warm-up: {r:?}\n{}", nginx.error_log());
     drop(first);
 
-    let timeout = Duration::from_secs(2) * scale();
+    // Below nginx's 5 s fastcgi_read_timeout, so a request no thread ever
+    // serves fails here as a client timeout, not as a late 504.
+    let timeout = Duration::from_secs(4) * scale();
     let stop = AtomicBool::new(false);
     let start = Instant::now();
     let seen: Vec<Seen> = thread::scope(|s| {
@@ -503,7 +505,7 @@ fn nginx_keepalive_with_more_connections_than_threads() {
     );
     assert!(ok > 0, "no request was answered");
     assert!(
-        max < 1_000_000 * u64::from(scale()),
+        max < 2_500_000 * u64::from(scale()),
         "the slowest request took {:.1} ms (p99 {:.1} ms); {} took {SLOW:?} or more, the \
          slowest:\n{slowest}",
         max as f64 / 1000.0,

@@ -85,7 +85,7 @@ fn thousands_of_connections_closed_at_once() {
     }
     let closing = start.elapsed();
     assert!(
-        closing < Duration::from_secs(1),
+        closing < Duration::from_secs(3),
         "{n} graceful closes took {closing:?}"
     );
 

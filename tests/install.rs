@@ -114,7 +114,7 @@ fn make_install_and_pkg_config() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
+    while !common::unix_listening(&sock) {
         assert!(Instant::now() < deadline, "app did not listen");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -86,8 +86,23 @@ fn wait_for_sockets(socks: &[PathBuf]) {
 
 /// One request on a new connection to `sock` (the first one also makes
 /// systemd-socket-activate start the program).
+///
+/// The socket file appears at bind(), a moment before listen(): a refused
+/// connection is tried again for up to 5 s.
 fn ask(sock: &Path, timeout: Duration) -> Result<Response, ClientError> {
-    let mut c = Client::connect(&sock.to_string_lossy())?.with_timeout(timeout)?;
+    let deadline = Instant::now() + secs(5);
+    let c = loop {
+        match Client::connect(&sock.to_string_lossy()) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other?,
+        }
+    };
+    let mut c = c.with_timeout(timeout)?;
     c.request(&Request::responder().param("QUERY_STRING", "probe=1"))
 }
 

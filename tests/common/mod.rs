@@ -347,7 +347,7 @@ fn free_port() -> u16 {
 
 /// Whether someone listens on the Unix socket `path` (from /proc/net/unix:
 /// flag `__SO_ACCEPTCON` = 0x10000), without connecting to it.
-fn unix_listening(path: &Path) -> bool {
+pub fn unix_listening(path: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
         return false;
     };
